@@ -1,0 +1,284 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Local stores objects as files below a root directory. Every file
+// operation goes through an os.Root, so neither a key nor a symlink can
+// reach outside the directory, whatever ValidateKey might miss.
+type Local struct {
+	root *os.Root
+}
+
+// NewLocal opens (creating it if needed) the directory dir.
+func NewLocal(dir string) (*Local, error) {
+	if dir == "" {
+		return nil, errors.New("storage: local backend needs a directory")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("storage: cannot create %s: %w", dir, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("storage: cannot open %s: %w", dir, err)
+	}
+	return &Local{root: root}, nil
+}
+
+// Name implements Backend.
+func (l *Local) Name() string { return "local" }
+
+// Close releases the root directory.
+func (l *Local) Close() error { return l.root.Close() }
+
+// Dir is the root directory's path.
+func (l *Local) Dir() string { return l.root.Name() }
+
+// LocalFile is what Local.Open returns: a section of an open file. It
+// exposes the file so that a server can hand it to sendfile(2).
+type LocalFile struct {
+	io.LimitedReader
+	file *os.File
+}
+
+// File returns the underlying file, positioned at the section's start.
+func (f *LocalFile) File() *os.File { return f.file }
+
+// Close closes the file.
+func (f *LocalFile) Close() error { return f.file.Close() }
+
+// Open implements Backend.
+func (l *Local) Open(_ context.Context, key string, offset, length int64) (io.ReadCloser, Object, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, Object{}, err
+	}
+	f, err := l.root.Open(key)
+	if err != nil {
+		return nil, Object{}, mapFSError(err)
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err != nil {
+			return nil, Object{}, mapFSError(err)
+		}
+		return nil, Object{}, ErrNotFound // a directory is not an object
+	}
+	obj := fileObject(key, fi)
+	if offset < 0 || offset > obj.Size {
+		f.Close()
+		return nil, Object{}, fmt.Errorf("storage: offset %d outside %s (%d bytes)", offset, key, obj.Size)
+	}
+	if length < 0 || offset+length > obj.Size {
+		length = obj.Size - offset
+	}
+	if offset > 0 {
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, Object{}, fmt.Errorf("storage: cannot seek %s: %w", key, err)
+		}
+	}
+	return &LocalFile{LimitedReader: io.LimitedReader{R: f, N: length}, file: f}, obj, nil
+}
+
+// Stat implements Backend.
+func (l *Local) Stat(_ context.Context, key string) (Object, error) {
+	if err := ValidateKey(key); err != nil {
+		return Object{}, err
+	}
+	fi, err := l.root.Stat(key)
+	if err != nil {
+		return Object{}, mapFSError(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Object{}, ErrNotFound
+	}
+	return fileObject(key, fi), nil
+}
+
+// Put implements Backend: the bytes go to a hidden temporary file in the
+// key's directory, are synced, and the file is renamed over the key, so a
+// reader sees either the old object or all of the new one.
+func (l *Local) Put(ctx context.Context, key string, r io.Reader, _ string) (Object, error) {
+	if err := ValidateKey(key); err != nil {
+		return Object{}, err
+	}
+	dir := path.Dir(key)
+	tmp, f, err := l.createTemp(dir)
+	if err != nil {
+		return Object{}, err
+	}
+	fail := func(err error) (Object, error) {
+		f.Close()
+		_ = l.root.Remove(tmp)
+		return Object{}, err
+	}
+	if _, err := io.Copy(f, contextReader{ctx, r}); err != nil {
+		return fail(fmt.Errorf("storage: cannot write %s: %w", key, err))
+	}
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("storage: cannot sync %s: %w", key, err))
+	}
+	if err := f.Close(); err != nil {
+		_ = l.root.Remove(tmp)
+		return Object{}, fmt.Errorf("storage: cannot close %s: %w", key, err)
+	}
+	if err := l.root.Rename(tmp, key); err != nil {
+		_ = l.root.Remove(tmp)
+		return Object{}, fmt.Errorf("storage: cannot commit %s: %w", key, err)
+	}
+	l.syncDir(dir)
+	return l.Stat(ctx, key)
+}
+
+// createTemp creates a new hidden file in dir, creating dir if needed. A
+// concurrent Delete may remove an emptied directory between the two
+// steps, so a vanished directory is created again once.
+func (l *Local) createTemp(dir string) (string, *os.File, error) {
+	var suffix [8]byte
+	_, _ = rand.Read(suffix[:])
+	tmp := path.Join(dir, ".tmp-"+hex.EncodeToString(suffix[:]))
+	for attempt := 0; ; attempt++ {
+		if err := l.root.MkdirAll(dir, 0o755); err != nil {
+			return "", nil, fmt.Errorf("storage: cannot create %s: %w", dir, err)
+		}
+		f, err := l.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			return tmp, f, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt > 0 {
+			return "", nil, fmt.Errorf("storage: cannot create a file in %s: %w", dir, err)
+		}
+	}
+}
+
+// syncDir makes a rename durable. Failure only weakens durability after a
+// crash, not correctness now, so it is not reported.
+func (l *Local) syncDir(dir string) {
+	if d, err := l.root.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// Rename implements Backend.
+func (l *Local) Rename(_ context.Context, from, to string) error {
+	if err := ValidateKey(from); err != nil {
+		return err
+	}
+	if err := ValidateKey(to); err != nil {
+		return err
+	}
+	if err := l.root.MkdirAll(path.Dir(to), 0o755); err != nil {
+		return fmt.Errorf("storage: cannot create %s: %w", path.Dir(to), err)
+	}
+	if err := l.root.Rename(from, to); err != nil {
+		return mapFSError(err)
+	}
+	l.syncDir(path.Dir(to))
+	l.removeEmptyParents(from)
+	return nil
+}
+
+// Delete implements Backend, and removes directories it leaves empty.
+func (l *Local) Delete(_ context.Context, key string) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	if err := l.root.Remove(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("storage: cannot delete %s: %w", key, err)
+	}
+	l.removeEmptyParents(key)
+	return nil
+}
+
+func (l *Local) removeEmptyParents(key string) {
+	for dir := path.Dir(key); dir != "."; dir = path.Dir(dir) {
+		// Remove fails on a directory that is not empty, which ends
+		// the walk: exactly the check wanted, without a race.
+		if l.root.Remove(dir) != nil {
+			return
+		}
+	}
+}
+
+// List implements Backend.
+func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	if err := validatePrefix(prefix); err != nil {
+		return err
+	}
+	// Walk the deepest directory the prefix names in full; filter the rest.
+	start := "."
+	if i := strings.LastIndexByte(prefix, '/'); i > 0 {
+		start = prefix[:i]
+	}
+	err := fs.WalkDir(l.root.FS(), start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // vanished mid-walk, or the prefix matches nothing
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != start && !strings.HasPrefix(p+"/", prefix) && !strings.HasPrefix(prefix, p+"/") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".") || !strings.HasPrefix(p, prefix) || !d.Type().IsRegular() {
+			return nil // temporary files are not objects
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		return fn(fileObject(p, fi))
+	})
+	if err != nil {
+		return fmt.Errorf("storage: cannot list %q: %w", prefix, err)
+	}
+	return nil
+}
+
+func fileObject(key string, fi fs.FileInfo) Object {
+	// Like nginx: size and modification time identify a version of a file
+	// that is only ever replaced whole, by rename.
+	etag := strconv.FormatInt(fi.ModTime().UnixNano(), 16) + "-" + strconv.FormatInt(fi.Size(), 16)
+	return Object{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), ETag: etag}
+}
+
+func mapFSError(err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return ErrNotFound
+	}
+	return fmt.Errorf("storage: %w", err)
+}
+
+// contextReader stops a copy when its context ends (a client that went
+// away mid-upload).
+type contextReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c contextReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,78 @@
+package storage_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/iotest"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/playgate/playgate/internal/s3test"
+	"github.com/playgate/playgate/origin/storage"
+	"github.com/playgate/playgate/origin/storage/storagetest"
+)
+
+func TestLocal(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Backend {
+		b, err := storage.NewLocal(t.TempDir())
+		require.NoError(t, err)
+		t.Cleanup(func() { b.Close() })
+		return b
+	})
+}
+
+func TestS3(t *testing.T) {
+	srv := s3test.Start(t)
+	storagetest.Run(t, func(t *testing.T) storage.Backend { return srv.NewBucket(t) })
+}
+
+// A symlink planted inside the root cannot lead a key outside it.
+func TestLocalConfinesSymlinks(t *testing.T) {
+	outside := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("s"), 0o600))
+	root := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(root, "tracks"), 0o755))
+	require.NoError(t, os.Symlink(outside, filepath.Join(root, "tracks", "escape")))
+	b, err := storage.NewLocal(root)
+	require.NoError(t, err)
+	defer b.Close()
+
+	_, err = b.Stat(t.Context(), "tracks/escape/secret")
+	assert.Error(t, err)
+	_, _, err = b.Open(t.Context(), "tracks/escape/secret", 0, -1)
+	assert.Error(t, err)
+}
+
+func FuzzValidateKey(f *testing.F) {
+	for _, s := range []string{"tracks/a/b.mp3", "../x", "a//b", "a/./b", "a\x00", "hls/x/.tmp", "a/b/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		if storage.ValidateKey(key) != nil {
+			return
+		}
+		// Whatever passes is a clean relative path that stays below a root.
+		assert.Equal(t, key, filepath.ToSlash(filepath.Clean(key)), "accepted key is clean")
+		assert.False(t, filepath.IsAbs(key))
+		assert.True(t, filepath.IsLocal(key), "accepted key %q is local", key)
+	})
+}
+
+// A failed multipart upload is aborted: no parts stay billed in the bucket.
+func TestS3FailedMultipartIsAborted(t *testing.T) {
+	b := s3test.Start(t).NewBucket(t)
+	src := io.MultiReader(bytes.NewReader(make([]byte, 11<<20)), iotest.ErrReader(errors.New("client went away")))
+	_, err := b.Put(t.Context(), "tracks/abort/x.wav", src, "")
+	require.Error(t, err)
+	bucket := b.Bucket()
+	out, err := b.Client().ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: &bucket})
+	require.NoError(t, err)
+	assert.Empty(t, out.Uploads, "no multipart upload may stay open")
+}
