@@ -1,0 +1,309 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store reads and writes the catalogue. Writes, and reads that must see
+// their own writes, go to the primary; other reads go to the read pool,
+// which may be a replica (DATABASE_READ_URL) or the primary itself.
+type Store struct {
+	primary *pgxpool.Pool
+	read    *pgxpool.Pool
+}
+
+// NewStore builds a store. read may be nil to read from the primary.
+func NewStore(primary, read *pgxpool.Pool) *Store {
+	if read == nil {
+		read = primary
+	}
+	return &Store{primary: primary, read: read}
+}
+
+// Ping checks that the primary answers (readiness).
+func (s *Store) Ping(ctx context.Context) error { return s.primary.Ping(ctx) }
+
+const trackColumns = `id, owner_id, title, artist, duration_ms, visibility, price_cents,
+	storage_backend, object_key, content_type, size_bytes, sha256,
+	hls_status, hls_prefix, hls_error, hls_progress, version, created_at, updated_at, deleted_at`
+
+func scanTrack(row pgx.Row) (Track, error) {
+	var t Track
+	err := row.Scan(&t.ID, &t.OwnerID, &t.Title, &t.Artist, &t.DurationMS, &t.Visibility, &t.PriceCents,
+		&t.StorageBackend, &t.ObjectKey, &t.ContentType, &t.SizeBytes, &t.SHA256,
+		&t.HLSStatus, &t.HLSPrefix, &t.HLSError, &t.HLSProgress, &t.Version, &t.CreatedAt, &t.UpdatedAt, &t.DeletedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Track{}, ErrNotFound
+	}
+	return t, err
+}
+
+// CreateTrack inserts a track owned by owner.
+func (s *Store) CreateTrack(ctx context.Context, owner string, n NewTrack) (Track, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Track{}, fmt.Errorf("cannot make a track id: %w", err)
+	}
+	t, err := scanTrack(s.primary.QueryRow(ctx, `
+		INSERT INTO tracks (id, owner_id, title, artist, visibility, price_cents)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+trackColumns,
+		id, owner, n.Title, n.Artist, n.Visibility, n.PriceCents))
+	if err != nil {
+		return Track{}, fmt.Errorf("cannot create track: %w", err)
+	}
+	return t, nil
+}
+
+// Track returns a live (not deleted) track from the read pool.
+func (s *Store) Track(ctx context.Context, id uuid.UUID) (Track, error) {
+	return s.track(ctx, s.read, id)
+}
+
+// TrackForUpdate reads a live track from the primary, for a write that
+// follows.
+func (s *Store) TrackForUpdate(ctx context.Context, id uuid.UUID) (Track, error) {
+	return s.track(ctx, s.primary, id)
+}
+
+func (s *Store) track(ctx context.Context, db *pgxpool.Pool, id uuid.UUID) (Track, error) {
+	t, err := scanTrack(db.QueryRow(ctx,
+		`SELECT `+trackColumns+` FROM tracks WHERE id = $1 AND deleted_at IS NULL`, id))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Track{}, fmt.Errorf("cannot load track %s: %w", id, err)
+	}
+	return t, err
+}
+
+// Page is one page of a keyset-paginated listing.
+type Page struct {
+	Tracks []Track
+	// Next is the cursor for the following page; uuid.Nil at the end.
+	Next uuid.UUID
+}
+
+// ListByOwner lists owner's live tracks, newest first, after cursor
+// (uuid.Nil: from the start).
+func (s *Store) ListByOwner(ctx context.Context, owner string, cursor uuid.UUID, limit int) (Page, error) {
+	return s.list(ctx, `owner_id = $3`, cursor, limit, owner)
+}
+
+// ListPublic lists live public tracks, newest first.
+func (s *Store) ListPublic(ctx context.Context, cursor uuid.UUID, limit int) (Page, error) {
+	return s.list(ctx, `visibility = 'public'`, cursor, limit)
+}
+
+// list runs one page of a listing; filter may use $3 onwards for args.
+func (s *Store) list(ctx context.Context, filter string, cursor uuid.UUID, limit int, args ...any) (Page, error) {
+	// Ids are UUIDv7, so id order is creation order and the id of the
+	// last row is a stable cursor: no OFFSET scans, no skipped rows when
+	// tracks are added between pages.
+	var after any
+	if cursor != uuid.Nil {
+		after = cursor
+	}
+	rows, err := s.read.Query(ctx, `SELECT `+trackColumns+` FROM tracks
+		WHERE deleted_at IS NULL AND `+filter+` AND ($1::uuid IS NULL OR id < $1)
+		ORDER BY id DESC LIMIT $2`, append([]any{after, limit + 1}, args...)...)
+	if err != nil {
+		return Page{}, fmt.Errorf("cannot list tracks: %w", err)
+	}
+	tracks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Track, error) { return scanTrack(r) })
+	if err != nil {
+		return Page{}, fmt.Errorf("cannot list tracks: %w", err)
+	}
+	var p Page
+	if len(tracks) > limit {
+		tracks = tracks[:limit]
+		p.Next = tracks[limit-1].ID
+	}
+	p.Tracks = tracks
+	return p, nil
+}
+
+// UpdateTrack applies patch. With ifVersion set, the update happens only
+// if the row is still at that version (ErrVersionMismatch otherwise).
+func (s *Store) UpdateTrack(ctx context.Context, id uuid.UUID, patch TrackPatch, ifVersion *int64) (Track, error) {
+	t, err := scanTrack(s.primary.QueryRow(ctx, `
+		UPDATE tracks SET
+			title = coalesce($2, title),
+			artist = coalesce($3, artist),
+			visibility = coalesce($4, visibility),
+			price_cents = coalesce($5, price_cents)
+		WHERE id = $1 AND deleted_at IS NULL AND ($6::bigint IS NULL OR version = $6)
+		RETURNING `+trackColumns,
+		id, patch.Title, patch.Artist, patch.Visibility, patch.PriceCents, ifVersion))
+	if errors.Is(err, ErrNotFound) {
+		return Track{}, s.whyNoRow(ctx, id)
+	}
+	if err != nil {
+		return Track{}, fmt.Errorf("cannot update track %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// whyNoRow tells a conditional update's "no row" apart: gone, or moved on.
+func (s *Store) whyNoRow(ctx context.Context, id uuid.UUID) error {
+	if _, err := s.TrackForUpdate(ctx, id); err != nil {
+		return err
+	}
+	return ErrVersionMismatch
+}
+
+// SetAudio records a stored original on a track that is still at
+// version, and queues HLS packaging when hls is true. It returns
+// ErrVersionMismatch if the track changed since the upload began (the
+// caller then removes the object it stored).
+func (s *Store) SetAudio(ctx context.Context, id uuid.UUID, version int64, a Audio, hls bool) (Track, error) {
+	status := HLSNone
+	if hls {
+		status = HLSQueued
+	}
+	t, err := scanTrack(s.primary.QueryRow(ctx, `
+		UPDATE tracks SET storage_backend = $3, object_key = $4, content_type = $5,
+			size_bytes = $6, sha256 = $7, duration_ms = NULL,
+			hls_status = $8, hls_error = NULL, hls_progress = 0
+		WHERE id = $1 AND version = $2 AND deleted_at IS NULL
+		RETURNING `+trackColumns,
+		id, version, a.Backend, a.Key, a.ContentType, a.Size, a.SHA256, status))
+	if errors.Is(err, ErrNotFound) {
+		return Track{}, s.whyNoRow(ctx, id)
+	}
+	if err != nil {
+		return Track{}, fmt.Errorf("cannot record audio of track %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// DeleteTrack soft-deletes a track and revokes its share links, returning
+// the row as it was (the caller removes its objects).
+func (s *Store) DeleteTrack(ctx context.Context, id uuid.UUID) (Track, error) {
+	var t Track
+	err := pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
+		var err error
+		t, err = scanTrack(tx.QueryRow(ctx, `UPDATE tracks SET deleted_at = now()
+			WHERE id = $1 AND deleted_at IS NULL RETURNING `+trackColumns, id))
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE share_links SET revoked_at = now()
+			WHERE track_id = $1 AND revoked_at IS NULL`, id)
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Track{}, fmt.Errorf("cannot delete track %s: %w", id, err)
+	}
+	return t, err
+}
+
+// CreateShare stores a share link by the hash of its token.
+func (s *Store) CreateShare(ctx context.Context, track uuid.UUID, createdBy string, tokenHash []byte, expires time.Time) (Share, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Share{}, fmt.Errorf("cannot make a share id: %w", err)
+	}
+	sh := Share{ID: id, TrackID: track, CreatedBy: createdBy, ExpiresAt: expires}
+	err = s.primary.QueryRow(ctx, `
+		INSERT INTO share_links (id, track_id, token_hash, created_by, expires_at)
+		SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM tracks WHERE id = $2 AND deleted_at IS NULL)
+		RETURNING created_at, expires_at`,
+		id, track, tokenHash, createdBy, expires).Scan(&sh.CreatedAt, &sh.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Share{}, ErrNotFound
+	}
+	if err != nil {
+		return Share{}, fmt.Errorf("cannot create share link: %w", err)
+	}
+	return sh, nil
+}
+
+// ShareOwner returns a share link with the owner of its (live) track.
+func (s *Store) ShareOwner(ctx context.Context, id uuid.UUID) (Share, string, error) {
+	var sh Share
+	var owner string
+	err := s.primary.QueryRow(ctx, `
+		SELECT s.id, s.track_id, s.created_by, s.created_at, s.expires_at, s.revoked_at, t.owner_id
+		FROM share_links s JOIN tracks t ON t.id = s.track_id
+		WHERE s.id = $1 AND t.deleted_at IS NULL`, id).
+		Scan(&sh.ID, &sh.TrackID, &sh.CreatedBy, &sh.CreatedAt, &sh.ExpiresAt, &sh.RevokedAt, &owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Share{}, "", ErrNotFound
+	}
+	if err != nil {
+		return Share{}, "", fmt.Errorf("cannot load share link %s: %w", id, err)
+	}
+	return sh, owner, nil
+}
+
+// RevokeShare revokes a share link; revoking twice keeps the first time.
+func (s *Store) RevokeShare(ctx context.Context, id uuid.UUID) error {
+	_, err := s.primary.Exec(ctx, `UPDATE share_links SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("cannot revoke share link %s: %w", id, err)
+	}
+	return nil
+}
+
+// GrantLicense grants (or re-grants) user a licence for a live track.
+func (s *Store) GrantLicense(ctx context.Context, track uuid.UUID, user, source string) (License, error) {
+	l := License{UserID: user, TrackID: track, Source: source}
+	err := s.primary.QueryRow(ctx, `
+		INSERT INTO licenses (user_id, track_id, source)
+		SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM tracks WHERE id = $2 AND deleted_at IS NULL)
+		ON CONFLICT (user_id, track_id) DO UPDATE
+			SET granted_at = now(), source = EXCLUDED.source, revoked_at = NULL
+		RETURNING granted_at`, user, track, source).Scan(&l.GrantedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return License{}, ErrNotFound
+	}
+	if err != nil {
+		return License{}, fmt.Errorf("cannot grant licence: %w", err)
+	}
+	return l, nil
+}
+
+// RevokeLicense revokes user's licence for track; ErrNotFound if none is
+// active.
+func (s *Store) RevokeLicense(ctx context.Context, track uuid.UUID, user string) error {
+	tag, err := s.primary.Exec(ctx, `UPDATE licenses SET revoked_at = now()
+		WHERE track_id = $1 AND user_id = $2 AND revoked_at IS NULL`, track, user)
+	if err != nil {
+		return fmt.Errorf("cannot revoke licence: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ShareOpens reports whether the share token with tokenHash opens track
+// now: not revoked, not expired. Reads the read pool.
+func (s *Store) ShareOpens(ctx context.Context, track uuid.UUID, tokenHash []byte) (bool, error) {
+	var ok bool
+	err := s.read.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM share_links
+		WHERE track_id = $1 AND token_hash = $2 AND revoked_at IS NULL AND expires_at > now())`,
+		track, tokenHash).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("cannot check share link: %w", err)
+	}
+	return ok, nil
+}
+
+// WithAudioLock runs fn while holding a lock on the track's audio, so that
+// concurrent uploads to one track commit one at a time: two uploads of the
+// same bytes share one content-addressed key, and the loser must not
+// delete what the winner's row points at.
+func (s *Store) WithAudioLock(ctx context.Context, id uuid.UUID, fn func() error) error {
+	return pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "audio:"+id.String()); err != nil {
+			return fmt.Errorf("cannot lock the audio of track %s: %w", id, err)
+		}
+		return fn()
+	})
+}

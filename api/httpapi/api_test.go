@@ -1,0 +1,475 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/playgate/playgate/api/auth"
+	"github.com/playgate/playgate/api/catalog"
+)
+
+// The whole life of a track, on each storage backend: create, upload,
+// read, patch with If-Match, share, licence, delete.
+func TestTrackLifecycle(t *testing.T) {
+	for _, backend := range []string{"local", "s3"} {
+		t.Run(backend, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{backend: backend})
+			ctx := context.Background()
+			audio := audioFixture(t, "tone.mp3")
+
+			tr := h.createTrack("alice", "private", 0)
+			assert.Equal(t, "alice", tr.OwnerID)
+			assert.Equal(t, catalog.HLSNone, tr.HLSStatus)
+			assert.Nil(t, tr.ObjectKey)
+			id := tr.ID.String()
+
+			// Upload: content-addressed key, hash and size from the stream.
+			r := h.upload("alice", id, audio)
+			require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+			r.json(t, &tr)
+			sum := sha256.Sum256(audio)
+			wantKey := "tracks/" + id + "/" + hex.EncodeToString(sum[:]) + ".mp3"
+			require.NotNil(t, tr.ObjectKey)
+			assert.Equal(t, wantKey, *tr.ObjectKey)
+			assert.Equal(t, hex.EncodeToString(sum[:]), *tr.SHA256)
+			assert.EqualValues(t, len(audio), *tr.SizeBytes)
+			assert.Equal(t, "audio/mpeg", *tr.ContentType)
+			assert.Equal(t, backend, *tr.StorageBackend)
+			assert.Equal(t, []string{wantKey}, h.objectKeys(), "exactly the original is stored, no temporary left")
+			rc, _, err := h.backend.Open(ctx, wantKey, 0, -1)
+			require.NoError(t, err)
+			stored, _ := io.ReadAll(rc)
+			rc.Close()
+			assert.True(t, bytes.Equal(audio, stored), "stored bytes are the uploaded bytes")
+
+			// Reads follow the access rules.
+			assert.Equal(t, http.StatusOK, h.do("GET", "/v1/tracks/"+id, "alice", nil).status)
+			assert.Equal(t, http.StatusNotFound, h.do("GET", "/v1/tracks/"+id, "bob", nil).status)
+			assert.Equal(t, http.StatusNotFound, h.do("GET", "/v1/tracks/"+id, "", nil).status)
+
+			// PATCH with If-Match: the current version passes, a stale one is 412.
+			r = h.doJSON("PATCH", "/v1/tracks/"+id, "alice", map[string]any{"title": "New title"},
+				"If-Match", strconv.Quote(strconv.FormatInt(tr.Version, 10)))
+			require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+			var patched catalog.Track
+			r.json(t, &patched)
+			assert.Equal(t, "New title", patched.Title)
+			assert.Equal(t, tr.Version+1, patched.Version)
+			assert.Equal(t, `"`+strconv.FormatInt(patched.Version, 10)+`"`, r.header.Get("ETag"))
+			r = h.doJSON("PATCH", "/v1/tracks/"+id, "alice", map[string]any{"title": "Lost update"},
+				"If-Match", strconv.Quote(strconv.FormatInt(tr.Version, 10)))
+			assert.Equal(t, http.StatusPreconditionFailed, r.status)
+			assert.Equal(t, "precondition-failed", r.problemType(t))
+
+			// A share link opens the private track to anyone holding it.
+			r = h.doJSON("POST", "/v1/tracks/"+id+"/shares", "alice", map[string]any{"expires_in": 3600})
+			require.Equal(t, http.StatusCreated, r.status, "body: %s", r.body)
+			var share struct {
+				ID    string `json:"id"`
+				Token string `json:"token"`
+				URL   string `json:"url"`
+			}
+			r.json(t, &share)
+			assert.Len(t, share.Token, catalog.ShareTokenLen)
+			assert.Equal(t, "http://signer.test/v1/tracks/"+id+"/stream?share="+share.Token, share.URL)
+			var stored64 []byte
+			require.NoError(t, h.primary.QueryRow(ctx, `SELECT token_hash FROM share_links WHERE id = $1`, share.ID).Scan(&stored64))
+			assert.Equal(t, catalog.HashShareToken(share.Token), stored64, "only the token's hash is stored")
+			assert.Equal(t, http.StatusOK, h.do("GET", "/v1/tracks/"+id+"?share="+share.Token, "", nil).status)
+			assert.Equal(t, http.StatusNotFound, h.do("GET", "/v1/tracks/"+id+"?share=AAAAAAAAAAAAAAAAAAAAAA", "", nil).status)
+			assert.Equal(t, http.StatusNotFound, h.do("DELETE", "/v1/shares/"+share.ID, "bob", nil).status, "a stranger cannot revoke")
+			assert.Equal(t, http.StatusNoContent, h.do("DELETE", "/v1/shares/"+share.ID, "alice", nil).status)
+			assert.Equal(t, http.StatusNotFound, h.do("GET", "/v1/tracks/"+id+"?share="+share.Token, "", nil).status, "a revoked share opens nothing")
+
+			// Licences: the owner or a marketplace service token.
+			r = h.do("PUT", "/v1/tracks/"+id+"/licenses/bob", "alice", nil)
+			require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+			var lic catalog.License
+			r.json(t, &lic)
+			assert.Equal(t, "bob", lic.UserID)
+			assert.Equal(t, "owner", lic.Source)
+			market, err := auth.Mint(secret, auth.MintOptions{Subject: "shop", TTL: time.Hour, Role: auth.RoleMarketplace})
+			require.NoError(t, err)
+			r = h.do("PUT", "/v1/tracks/"+id+"/licenses/carol", "", nil, "Authorization", "Bearer "+market)
+			require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+			r.json(t, &lic)
+			assert.Equal(t, "marketplace", lic.Source)
+			assert.Equal(t, http.StatusNotFound, h.do("PUT", "/v1/tracks/"+id+"/licenses/dave", "bob", nil).status,
+				"a stranger cannot grant on a private track")
+			assert.Equal(t, http.StatusNoContent, h.do("DELETE", "/v1/tracks/"+id+"/licenses/bob", "alice", nil).status)
+			assert.Equal(t, http.StatusNotFound, h.do("DELETE", "/v1/tracks/"+id+"/licenses/bob", "alice", nil).status)
+
+			// Delete: the row goes, the objects go, the CDN is told.
+			assert.Equal(t, http.StatusNoContent, h.do("DELETE", "/v1/tracks/"+id, "alice", nil).status)
+			assert.Equal(t, http.StatusNotFound, h.do("GET", "/v1/tracks/"+id, "alice", nil).status)
+			assert.Empty(t, h.objectKeys(), "a deleted track's objects are removed")
+			assert.Contains(t, h.purger.Paths(), wantKey)
+			assert.Contains(t, h.purger.Paths(), "hls/"+id+"/")
+			assert.Equal(t, http.StatusNotFound, h.do("DELETE", "/v1/tracks/"+id, "alice", nil).status)
+		})
+	}
+}
+
+func TestReplacingAudio(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	tr := h.createTrack("alice", "public", 0)
+	id := tr.ID.String()
+	require.Equal(t, http.StatusOK, h.upload("alice", id, audioFixture(t, "tone.mp3")).status)
+	first := h.objectKeys()
+	require.Len(t, first, 1)
+
+	// The same bytes again: same key, nothing deleted.
+	require.Equal(t, http.StatusOK, h.upload("alice", id, audioFixture(t, "tone.mp3")).status)
+	assert.Equal(t, first, h.objectKeys())
+
+	// New bytes: the new key replaces the old one, which is purged.
+	r := h.upload("alice", id, audioFixture(t, "other.mp3"))
+	require.Equal(t, http.StatusOK, r.status)
+	var updated catalog.Track
+	r.json(t, &updated)
+	assert.Equal(t, []string{*updated.ObjectKey}, h.objectKeys())
+	assert.NotEqual(t, first[0], *updated.ObjectKey)
+	assert.Contains(t, h.purger.Paths(), first[0])
+}
+
+// Two uploads of the same bytes race: one wins, the other gets 409, and
+// the object the winner's row points at survives the loser's clean-up.
+func TestConcurrentUploadsOfSameBytes(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	audio := audioFixture(t, "long.wav")
+	for round := 0; round < 5; round++ {
+		tr := h.createTrack("alice", "public", 0)
+		var wg sync.WaitGroup
+		statuses := make([]int, 2)
+		for i := range statuses {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses[i] = h.upload("alice", tr.ID.String(), audio).status
+			}()
+		}
+		wg.Wait()
+		assert.Contains(t, statuses, http.StatusOK)
+		for _, s := range statuses {
+			assert.Contains(t, []int{http.StatusOK, http.StatusConflict}, s)
+		}
+		var cur catalog.Track
+		h.do("GET", "/v1/tracks/"+tr.ID.String(), "alice", nil).json(t, &cur)
+		require.NotNil(t, cur.ObjectKey)
+		_, err := h.backend.Stat(context.Background(), *cur.ObjectKey)
+		assert.NoError(t, err, "round %d: the row's object exists", round)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	h := newHarness(t, harnessOptions{uploadMaxBytes: 100_000})
+	private := h.createTrack("alice", "private", 0).ID.String()
+	public := h.createTrack("alice", "public", 0).ID.String()
+	unknown := "0190a0b4-0000-7000-8000-00000000beef"
+	expired, err := auth.Mint(secret, auth.MintOptions{Subject: "alice", TTL: time.Second, Now: time.Now().Add(-time.Hour)})
+	require.NoError(t, err)
+	forged, err := auth.Mint([]byte("some-other-secret-some-other-secret!"), auth.MintOptions{Subject: "alice", TTL: time.Hour})
+	require.NoError(t, err)
+	bigJSON := `{"title":"` + strings.Repeat("x", 70_000) + `"}`
+
+	for _, c := range []struct {
+		name, method, path, user, body string
+		header                         []string
+		status                         int
+		typ                            string
+	}{
+		{"malformed id", "GET", "/v1/tracks/not-a-uuid", "", "", nil, 400, "invalid-id"},
+		{"non-canonical id", "GET", "/v1/tracks/{" + unknown + "}", "", "", nil, 400, "invalid-id"},
+		{"unknown id", "GET", "/v1/tracks/" + unknown, "", "", nil, 404, "not-found"},
+		{"private of another", "GET", "/v1/tracks/" + private, "bob", "", nil, 404, "not-found"},
+		{"unknown route", "GET", "/v2/nothing", "", "", nil, 404, "not-found"},
+		{"wrong method", "POST", "/v1/tracks/" + public, "alice", "", nil, 405, "method-not-allowed"},
+		{"create without token", "POST", "/v1/tracks", "", `{}`, []string{"Content-Type", "application/json"}, 401, "unauthorized"},
+		{"expired token", "POST", "/v1/tracks", "", `{}`, []string{"Content-Type", "application/json", "Authorization", "Bearer " + expired}, 401, "unauthorized"},
+		{"forged token", "POST", "/v1/tracks", "", `{}`, []string{"Content-Type", "application/json", "Authorization", "Bearer " + forged}, 401, "unauthorized"},
+		{"bad token on a read", "GET", "/v1/tracks/" + public, "", "", []string{"Authorization", "Bearer nope"}, 401, "unauthorized"},
+		{"unknown JSON field", "POST", "/v1/tracks", "alice", `{"title":"t","artist":"a","visibility":"public","colour":"red"}`, []string{"Content-Type", "application/json"}, 400, "invalid-body"},
+		{"trailing JSON", "POST", "/v1/tracks", "alice", `{"title":"t","artist":"a","visibility":"public"} {}`, []string{"Content-Type", "application/json"}, 400, "invalid-body"},
+		{"invalid values", "POST", "/v1/tracks", "alice", `{"title":"","artist":"a","visibility":"secret","price_cents":-1}`, []string{"Content-Type", "application/json"}, 400, "invalid-body"},
+		{"not JSON", "POST", "/v1/tracks", "alice", `title=t`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "unsupported-media-type"},
+		{"JSON too large", "POST", "/v1/tracks", "alice", bigJSON, []string{"Content-Type", "application/json"}, 413, "too-large"},
+		{"patch of another's public track", "PATCH", "/v1/tracks/" + public, "bob", `{"title":"mine"}`, []string{"Content-Type", "application/json"}, 403, "forbidden"},
+		{"patch of another's private track", "PATCH", "/v1/tracks/" + private, "bob", `{"title":"mine"}`, []string{"Content-Type", "application/json"}, 404, "not-found"},
+		{"empty patch", "PATCH", "/v1/tracks/" + public, "alice", `{}`, []string{"Content-Type", "application/json"}, 400, "invalid-body"},
+		{"weak If-Match", "PATCH", "/v1/tracks/" + public, "alice", `{"title":"x"}`, []string{"Content-Type", "application/json", "If-Match", `W/"1"`}, 412, "precondition-failed"},
+		{"upload of text", "PUT", "/v1/tracks/" + public + "/audio", "alice", "this is not audio at all, just text renamed to .mp3", nil, 415, "unsupported-media-type"},
+		{"empty upload", "PUT", "/v1/tracks/" + public + "/audio", "alice", "", nil, 400, "invalid-body"},
+		{"upload too large", "PUT", "/v1/tracks/" + public + "/audio", "alice", "fLaC" + strings.Repeat("\x00", 100_001), nil, 413, "too-large"},
+		{"upload to another's track", "PUT", "/v1/tracks/" + public + "/audio", "bob", "fLaC", nil, 403, "forbidden"},
+		{"share with short TTL", "POST", "/v1/tracks/" + public + "/shares", "alice", `{"expires_in":5}`, []string{"Content-Type", "application/json"}, 400, "invalid-body"},
+		{"licence for an empty user", "PUT", "/v1/tracks/" + public + "/licenses/%20", "alice", "", nil, 400, "invalid-id"},
+		{"licence by a stranger", "PUT", "/v1/tracks/" + public + "/licenses/bob", "bob", "", nil, 403, "forbidden"},
+		{"list: bad limit", "GET", "/v1/tracks?limit=1000", "", "", nil, 400, "invalid-parameter"},
+		{"list: bad cursor", "GET", "/v1/tracks?cursor=zzz", "", "", nil, 400, "invalid-parameter"},
+		{"list: other owner", "GET", "/v1/tracks?owner=bob", "alice", "", nil, 400, "invalid-parameter"},
+		{"list mine without token", "GET", "/v1/tracks?owner=me", "", "", nil, 401, "unauthorized"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var body io.Reader
+			if c.body != "" {
+				body = strings.NewReader(c.body)
+			}
+			r := h.do(c.method, c.path, c.user, body, c.header...)
+			assert.Equal(t, c.status, r.status, "body: %s", r.body)
+			assert.Equal(t, c.typ, r.problemType(t))
+		})
+	}
+	assert.Empty(t, h.objectKeys(), "no failed upload leaves an object")
+}
+
+// A client that sends part of an upload and disconnects leaves no row
+// pointing at bytes and no object behind, on either backend.
+func TestAbortedUploadLeavesNothing(t *testing.T) {
+	for _, backend := range []string{"local", "s3"} {
+		t.Run(backend, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{backend: backend})
+			tr := h.createTrack("alice", "public", 0)
+			audio := audioFixture(t, "long.wav")
+			require.Greater(t, len(audio), 600_000)
+
+			u, _ := url.Parse(h.base)
+			conn, err := net.Dial("tcp", u.Host)
+			require.NoError(t, err)
+			fmt.Fprintf(conn, "PUT /v1/tracks/%s/audio HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n",
+				tr.ID, h.token("alice"), len(audio))
+			_, err = conn.Write(audio[:500_000])
+			require.NoError(t, err)
+			time.Sleep(100 * time.Millisecond) // let the server start streaming to storage
+			conn.Close()
+
+			require.Eventually(t, func() bool { return len(h.objectKeys()) == 0 }, 5*time.Second, 50*time.Millisecond,
+				"objects left: %v", h.objectKeys())
+			var cur catalog.Track
+			h.do("GET", "/v1/tracks/"+tr.ID.String(), "alice", nil).json(t, &cur)
+			assert.Nil(t, cur.ObjectKey, "the row points at no bytes")
+			assert.Equal(t, tr.Version, cur.Version, "the row did not change")
+		})
+	}
+}
+
+// A chunked upload (no Content-Length) over the limit is refused while
+// streaming, and nothing is kept.
+func TestChunkedUploadOverLimit(t *testing.T) {
+	h := newHarness(t, harnessOptions{uploadMaxBytes: 300_000})
+	tr := h.createTrack("alice", "public", 0)
+	audio := audioFixture(t, "long.wav")
+
+	// A raw connection: the server answers 413 and closes while the client
+	// is still sending, which net/http's client reports as a write error.
+	u, _ := url.Parse(h.base)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	defer conn.Close()
+	go func() {
+		fmt.Fprintf(conn, "PUT /v1/tracks/%s/audio HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n",
+			tr.ID, h.token("alice"))
+		for off := 0; off < len(audio); off += 32 << 10 {
+			chunk := audio[off:min(off+32<<10, len(audio))]
+			if _, err := fmt.Fprintf(conn, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
+				return
+			}
+		}
+		fmt.Fprint(conn, "0\r\n\r\n")
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	r := response{status: resp.StatusCode, header: resp.Header, body: body}
+	assert.Equal(t, http.StatusRequestEntityTooLarge, r.status)
+	assert.Equal(t, "too-large", r.problemType(t))
+	assert.Empty(t, h.objectKeys())
+
+	// Within the limit, a chunked upload works and is measured exactly.
+	small := audioFixture(t, "tone.mp3")
+	r = h.do("PUT", "/v1/tracks/"+tr.ID.String()+"/audio", "alice", io.MultiReader(bytes.NewReader(small)))
+	// (io.MultiReader hides the length, so net/http sends it chunked.)
+	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	var cur catalog.Track
+	r.json(t, &cur)
+	assert.EqualValues(t, len(small), *cur.SizeBytes)
+}
+
+func TestPagination(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	var mine []string
+	for i := 0; i < 5; i++ {
+		mine = append(mine, h.createTrack("alice", []string{"public", "private"}[i%2], 0).ID.String())
+	}
+	h.createTrack("bob", "public", 0)
+
+	var seen []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 5, "pagination must end")
+		r := h.do("GET", "/v1/tracks?owner=me&limit=2&cursor="+cursor, "alice", nil)
+		require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+		var page struct {
+			Items      []catalog.Track `json:"items"`
+			NextCursor *string         `json:"next_cursor"`
+		}
+		r.json(t, &page)
+		assert.LessOrEqual(t, len(page.Items), 2)
+		for _, tr := range page.Items {
+			assert.Equal(t, "alice", tr.OwnerID)
+			seen = append(seen, tr.ID.String())
+		}
+		if page.NextCursor == nil {
+			break
+		}
+		cursor = *page.NextCursor
+	}
+	// Newest first, each exactly once.
+	want := make([]string, len(mine))
+	for i, id := range mine {
+		want[len(mine)-1-i] = id
+	}
+	assert.Equal(t, want, seen)
+
+	var public struct {
+		Items []catalog.Track `json:"items"`
+	}
+	h.do("GET", "/v1/tracks", "", nil).json(t, &public)
+	assert.Len(t, public.Items, 4, "3 of alice's and 1 of bob's are public")
+	for _, tr := range public.Items {
+		assert.Equal(t, catalog.Public, tr.Visibility)
+	}
+}
+
+// Turning a track private purges it from the CDN.
+func TestPrivacyFlipPurges(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	tr := h.createTrack("alice", "public", 0)
+	require.Equal(t, http.StatusOK, h.upload("alice", tr.ID.String(), audioFixture(t, "tone.mp3")).status)
+	r := h.doJSON("PATCH", "/v1/tracks/"+tr.ID.String(), "alice", map[string]any{"visibility": "private"})
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Contains(t, h.purger.Paths(), "hls/"+tr.ID.String()+"/")
+	assert.Len(t, h.purger.Paths(), 2, "the original and the HLS directory")
+}
+
+// Every change through the API notifies the signers with the track id.
+func TestChangesNotify(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	ctx := context.Background()
+	listener, err := pgx.Connect(ctx, h.dbURL)
+	require.NoError(t, err)
+	defer listener.Close(ctx)
+	_, err = listener.Exec(ctx, "LISTEN playgate_tracks")
+	require.NoError(t, err)
+	expect := func(what, id string) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		n, err := listener.WaitForNotification(wctx)
+		require.NoError(t, err, "no notification after %s", what)
+		assert.Equal(t, id, n.Payload, what)
+	}
+	tr := h.createTrack("alice", "public", 0)
+	id := tr.ID.String()
+	expect("create", id)
+	require.Equal(t, http.StatusOK, h.upload("alice", id, audioFixture(t, "tone.mp3")).status)
+	expect("upload", id)
+	require.Equal(t, http.StatusOK, h.doJSON("PATCH", "/v1/tracks/"+id, "alice", map[string]any{"price_cents": 99}).status)
+	expect("patch", id)
+	require.Equal(t, http.StatusCreated, h.doJSON("POST", "/v1/tracks/"+id+"/shares", "alice", map[string]any{}).status)
+	expect("share", id)
+	require.Equal(t, http.StatusOK, h.do("PUT", "/v1/tracks/"+id+"/licenses/bob", "alice", nil).status)
+	expect("licence", id)
+	require.Equal(t, http.StatusNoContent, h.do("DELETE", "/v1/tracks/"+id, "alice", nil).status)
+	expect("delete", id)
+}
+
+// With DATABASE_READ_URL set, catalogue reads go to the read pool. The
+// "replica" here is a separate database holding a row the primary lacks.
+func TestReadsUseTheReadPool(t *testing.T) {
+	ctx := context.Background()
+	replicaURL := pg.NewDatabase(t)
+	replica, err := pgxpool.New(ctx, replicaURL)
+	require.NoError(t, err)
+	defer replica.Close()
+	const onlyOnReplica = "0190a0b4-0000-7000-8000-0000000000aa"
+	_, err = replica.Exec(ctx, `INSERT INTO tracks (id, owner_id, title, artist, visibility)
+		VALUES ($1, 'alice', 'replicated', 'a', 'public')`, onlyOnReplica)
+	require.NoError(t, err)
+
+	h := newHarness(t, harnessOptions{readURL: replicaURL})
+	r := h.do("GET", "/v1/tracks/"+onlyOnReplica, "", nil)
+	require.Equal(t, http.StatusOK, r.status, "a read is served by the read pool")
+	var public struct {
+		Items []catalog.Track `json:"items"`
+	}
+	h.do("GET", "/v1/tracks", "", nil).json(t, &public)
+	require.Len(t, public.Items, 1)
+	assert.Equal(t, "replicated", public.Items[0].Title)
+
+	// Writes go to the primary, which does not have that row.
+	r = h.doJSON("PATCH", "/v1/tracks/"+onlyOnReplica, "alice", map[string]any{"title": "x"})
+	assert.Equal(t, http.StatusNotFound, r.status)
+}
+
+func TestHealthReadyMetrics(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	assert.Equal(t, http.StatusOK, h.do("GET", "/healthz", "", nil).status)
+	assert.Equal(t, http.StatusOK, h.do("GET", "/readyz", "", nil).status)
+	h.createTrack("alice", "public", 0)
+	h.do("GET", "/v1/tracks/nope", "", nil)
+	r := h.do("GET", "/metrics", "", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assertMetricsWellFormed(t, r.body)
+	assert.Contains(t, string(r.body), `playgate_api_requests_total{route="/v1/tracks",status="201"} 1`)
+	assert.Contains(t, string(r.body), `playgate_api_requests_total{route="/v1/tracks/{id}",status="400"} 1`)
+	assert.Contains(t, string(r.body), `playgate_api_request_duration_seconds_bucket{route="/v1/tracks",le=`)
+}
+
+// assertMetricsWellFormed fails on any series exposed twice: the seed
+// registered two counters under one name and paniced at start.
+func assertMetricsWellFormed(t *testing.T, body []byte) {
+	t.Helper()
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		require.Positive(t, i, "line %q", line)
+		series := line[:i]
+		assert.False(t, seen[series], "series %s exposed twice", series)
+		seen[series] = true
+		if strings.HasPrefix(series, "playgate_") {
+			name, _, _ := strings.Cut(series, "{")
+			assert.Regexp(t, `^playgate_[a-z]+_[a-z_]+$`, name)
+		}
+	}
+}
+
+// Two servers in one process each register their metrics on their own
+// set: building the second must not panic on a duplicate name.
+func TestTwoServersInOneProcess(t *testing.T) {
+	a := newHarness(t, harnessOptions{})
+	b := newHarness(t, harnessOptions{})
+	assert.NotSame(t, a.metrics, b.metrics)
+}

@@ -1,0 +1,183 @@
+// Command api is playgate's catalog API: metadata writes, uploads, share
+// links and licences (SPEC §3).
+//
+//	api [serve]                 serve the API (default)
+//	api migrate                 apply database migrations and exit
+//	api token --sub ID [--ttl D] [--role R]
+//	                            print a development JWT (HS256, AUTH_JWT_SECRET)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/playgate/playgate/api/auth"
+	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/api/httpapi"
+	"github.com/playgate/playgate/api/purge"
+	"github.com/playgate/playgate/api/schema"
+	"github.com/playgate/playgate/internal/envcfg"
+	"github.com/playgate/playgate/internal/ops"
+	"github.com/playgate/playgate/origin/storage"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, stderr)
+	case "migrate":
+		return migrate(ctx, stdout)
+	case "token":
+		return token(args, stdout)
+	default:
+		return fmt.Errorf("unknown command %q: use serve, migrate or token", cmd)
+	}
+}
+
+func loadConfig(stderr io.Writer) (*Config, *slog.Logger, error) {
+	var cfg Config
+	if err := envcfg.Load(&cfg); err != nil {
+		return nil, nil, err
+	}
+	log, err := ops.NewLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &cfg, log, nil
+}
+
+func serve(ctx context.Context, stderr io.Writer) error {
+	cfg, log, err := loadConfig(stderr)
+	if err != nil {
+		return err
+	}
+	secret := []byte(cfg.AuthJWTSecret)
+	pub, err := envcfg.Secret("AUTH_JWT_PUBLIC_KEY", cfg.AuthJWTPublicKey)
+	if err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifier(auth.Config{Secret: secret, PublicKeyPEM: pub, Issuer: cfg.AuthJWTIssuer, Audience: cfg.AuthJWTAudience})
+	if err != nil {
+		return err
+	}
+
+	primary, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	defer primary.Close()
+	var read *pgxpool.Pool
+	if cfg.DatabaseReadURL != "" {
+		if read, err = pgxpool.New(ctx, cfg.DatabaseReadURL); err != nil {
+			return fmt.Errorf("DATABASE_READ_URL: %w", err)
+		}
+		defer read.Close()
+	}
+
+	backends, err := storage.OpenAll(ctx, cfg.storage())
+	if err != nil {
+		return err
+	}
+	set := metrics.NewSet()
+	// Purging arrives with the CDN providers; until one has an API
+	// configured, skipped purges are logged and counted.
+	provider := "none"
+	if cfg.CDNEnabled {
+		provider = cfg.CDNProvider
+	}
+	srv, err := httpapi.New(httpapi.Config{
+		UploadMaxBytes: cfg.UploadMaxBytes,
+		UploadTimeout:  cfg.UploadTimeout,
+		SignerURL:      cfg.SignerPublicURL,
+		WriteBackend:   cfg.TrackStorageBackend,
+	}, httpapi.Deps{
+		Store:    catalog.NewStore(primary, read),
+		Backends: backends,
+		Verifier: verifier,
+		Purger:   purge.NewSkip(log, set, provider),
+		Log:      log,
+		Metrics:  set,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("API_ADDR: %w", err)
+	}
+	log.Info("api listening", "addr", ln.Addr().String(), "storage", cfg.TrackStorageBackend)
+	return ops.Serve(ctx, srv.HTTPServer(), ln, 15*time.Second)
+}
+
+func migrate(ctx context.Context, stdout io.Writer) error {
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		return errors.New("DATABASE_URL is required")
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("cannot connect to DATABASE_URL: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	applied, err := schema.Migrate(ctx, conn)
+	if err != nil {
+		return err
+	}
+	for _, name := range applied {
+		fmt.Fprintln(stdout, "applied", name)
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "database is up to date")
+	}
+	return nil
+}
+
+func token(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("api token", flag.ContinueOnError)
+	sub := fs.String("sub", "", "subject (user id) of the token")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime of the token")
+	role := fs.String("role", "", `role claim, e.g. "marketplace" for licence grants`)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	secret := os.Getenv("AUTH_JWT_SECRET")
+	if secret == "" {
+		return errors.New("AUTH_JWT_SECRET is required to mint a token")
+	}
+	tok, err := auth.Mint([]byte(secret), auth.MintOptions{
+		Subject: *sub, TTL: *ttl, Role: *role,
+		Issuer: os.Getenv("AUTH_JWT_ISSUER"), Audience: os.Getenv("AUTH_JWT_AUDIENCE"),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

@@ -1,0 +1,40 @@
+// Package purge removes objects from CDN caches when the catalogue makes
+// them unreachable: a track turned private, deleted, or given new audio
+// (SPEC §4.6). A purge never blocks the write that caused it.
+package purge
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Purger asks a CDN to forget object paths. A path ending in "/" stands
+// for everything below it. Implementations return quickly: slow provider
+// calls happen in the background.
+type Purger interface {
+	Purge(ctx context.Context, paths []string)
+}
+
+// Skip is the purger for providers without a purge API (and for installs
+// with no CDN): it logs and counts what it could not purge, so an
+// operator can see that cached copies live until their TTL.
+type Skip struct {
+	log     *slog.Logger
+	skipped *metrics.Counter
+}
+
+// NewSkip builds a Skip purger for provider.
+func NewSkip(log *slog.Logger, set *metrics.Set, provider string) *Skip {
+	return &Skip{
+		log:     log,
+		skipped: set.GetOrCreateCounter(`playgate_api_purges_total{provider="` + provider + `",outcome="skipped"}`),
+	}
+}
+
+// Purge implements Purger.
+func (s *Skip) Purge(_ context.Context, paths []string) {
+	s.skipped.Add(len(paths))
+	s.log.Info("cdn purge skipped: the provider has no purge API; cached copies expire with their TTL", "paths", paths)
+}
