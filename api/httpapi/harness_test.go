@@ -34,7 +34,13 @@ import (
 
 var pg *pgtest.Server
 
-func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m, &pg)
+	if fixtureDir != "" {
+		os.RemoveAll(fixtureDir)
+	}
+	os.Exit(code)
+}
 
 var secret = []byte("test-secret-test-secret-test-secret!")
 

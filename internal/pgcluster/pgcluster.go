@@ -173,15 +173,29 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+const (
+	tempPrefix = "playgate-pg-"
+	ownerFile  = "owner.pid"
+)
+
 // StartTemp initialises and starts a throw-away cluster in a new
 // temporary directory. The returned stop function stops the server and
 // removes the directory.
+//
+// A process killed before it can call stop (a test binary that hits its
+// timeout panics without cleanup) would leave its server running, so
+// StartTemp first reaps temporary clusters whose owner has died.
 func StartTemp(ctx context.Context) (*Cluster, func(), error) {
-	dir, err := os.MkdirTemp("", "playgate-pg-")
+	reapOrphans(ctx)
+	dir, err := os.MkdirTemp("", tempPrefix)
 	if err != nil {
 		return nil, nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
 	var lastErr error
 	// A free port can be taken between FreePort and the server's bind;
 	// try a few before giving up.
@@ -217,6 +231,26 @@ func StartTemp(ctx context.Context) (*Cluster, func(), error) {
 	}
 	cleanup()
 	return nil, nil, lastErr
+}
+
+// reapOrphans stops and removes temporary clusters whose owning process
+// no longer exists.
+func reapOrphans(ctx context.Context) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tempPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(string(b))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // alive, or not ours to judge
+		}
+		if c, err := New(filepath.Join(dir, "data"), 0); err == nil && c.Initialized() {
+			_ = c.run(ctx, "pg_ctl", "-D", c.Dir, "-m", "immediate", "-w", "stop")
+		}
+		os.RemoveAll(dir)
+	}
 }
 
 func tail(b []byte, n int) string {

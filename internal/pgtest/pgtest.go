@@ -41,10 +41,12 @@ type Server struct {
 // machine without the server binaries fails the package with a message
 // saying how to install them: the suite never silently skips.
 func Main(m *testing.M, srv **Server) {
-	os.Exit(run(m, srv))
+	os.Exit(Run(m, srv))
 }
 
-func run(m *testing.M, srv **Server) int {
+// Run is Main for packages with more to clean up: it returns the exit
+// code instead of exiting.
+func Run(m *testing.M, srv **Server) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	cluster, stop, err := pgcluster.StartTemp(ctx)
 	if err != nil {

@@ -1,0 +1,68 @@
+# playgate: the single entry point. `make run` and `make test` are the
+# contract with a new user (see README.md).
+
+SHELL := /bin/bash
+GO    ?= go
+TOOLS := $(CURDIR)/.tools/bin
+export PATH := $(TOOLS):$(PATH)
+
+VERSITYGW_VERSION   := v1.8.0
+STATICCHECK_VERSION := v0.8.2
+
+# Debian packages the stack and its tests need, and a file each installs.
+APT_PACKAGES := postgresql:/usr/lib/postgresql ffmpeg:/usr/bin/ffmpeg nginx:/usr/sbin/nginx \
+	libnginx-mod-http-js:/usr/lib/nginx/modules/ngx_http_js_module.so
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all run test unit lint fmt deps apt-deps tools build clean
+
+all: build
+
+## run: set up and start everything on this machine (Ctrl-C stops it)
+run: deps
+	$(GO) run ./deploy/local
+
+## test: the whole suite, with lint, against real PostgreSQL, S3 and ffmpeg
+test: deps lint unit
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+## lint: gofmt, go vet and staticcheck must be clean
+lint: tools
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(TOOLS)/staticcheck ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+build:
+	$(GO) build -o bin/ ./api
+
+## deps: install whatever is missing (Debian packages, pinned Go tools)
+deps: apt-deps tools
+
+apt-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  pkg=$${p%%:*}; file=$${p#*:}; \
+	  [ -e "$$file" ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+tools: $(TOOLS)/versitygw $(TOOLS)/staticcheck
+
+$(TOOLS)/versitygw:
+	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(TOOLS)/staticcheck:
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+clean:
+	rm -rf bin
