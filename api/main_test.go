@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/playgate/playgate/api/auth"
+	"github.com/playgate/playgate/internal/pgtest"
+)
+
+var pg *pgtest.Server
+
+func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
+
+const testSecret = "0123456789abcdef0123456789abcdef"
+
+func TestTokenCommand(t *testing.T) {
+	t.Setenv("AUTH_JWT_SECRET", testSecret)
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"token", "--sub", "alice", "--ttl", "2h", "--role", "marketplace"}, &out, &out))
+	tok := strings.TrimSpace(out.String())
+	assert.NotContains(t, tok, "\n", "prints the token and nothing else")
+	v, err := auth.NewVerifier(auth.Config{Secret: []byte(testSecret)})
+	require.NoError(t, err)
+	c, err := v.Verify(tok)
+	require.NoError(t, err)
+	assert.Equal(t, "alice", c.Subject)
+	assert.Equal(t, "marketplace", c.Role)
+	assert.WithinDuration(t, time.Now().Add(2*time.Hour), c.ExpiresAt.Time, 10*time.Second)
+
+	assert.Error(t, run(context.Background(), []string{"token"}, &out, &out), "a subject is required")
+	t.Setenv("AUTH_JWT_SECRET", "")
+	assert.ErrorContains(t, run(context.Background(), []string{"token", "--sub", "a"}, &out, &out), "AUTH_JWT_SECRET")
+}
+
+func TestMigrateCommand(t *testing.T) {
+	t.Setenv("DATABASE_URL", pg.NewEmptyDatabase(t))
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"migrate"}, &out, &out))
+	assert.Contains(t, out.String(), "applied 0001_catalog")
+	out.Reset()
+	require.NoError(t, run(context.Background(), []string{"migrate"}, &out, &out))
+	assert.Equal(t, "database is up to date\n", out.String())
+}
+
+// Invalid configuration stops start-up with one line per problem.
+func TestServeReportsEveryConfigProblem(t *testing.T) {
+	t.Setenv("DATABASE_URL", "")
+	t.Setenv("TRACK_STORAGE_BACKEND", "floppy")
+	t.Setenv("UPLOAD_MAX_BYTES", "-1")
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"serve"}, &out, &out)
+	require.Error(t, err)
+	for _, want := range []string{"DATABASE_URL is required", "TRACK_STORAGE_BACKEND must be local or s3", "UPLOAD_MAX_BYTES must be positive"} {
+		assert.Contains(t, err.Error(), want)
+	}
+	assert.Equal(t, 4, strings.Count(err.Error(), "\n")+1, "a heading and one line per problem: %s", err)
+}
+
+func TestServeRefusesAShortSecret(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://127.0.0.1:1/x")
+	t.Setenv("AUTH_JWT_SECRET", "short")
+	err := run(context.Background(), []string{"serve"}, &bytes.Buffer{}, &bytes.Buffer{})
+	assert.ErrorContains(t, err, "AUTH_JWT_SECRET must be at least 32 bytes")
+}
+
+func TestUnknownCommand(t *testing.T) {
+	assert.ErrorContains(t, run(context.Background(), []string{"dance"}, &bytes.Buffer{}, &bytes.Buffer{}), "unknown command")
+}
