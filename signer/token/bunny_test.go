@@ -383,4 +383,3 @@ func BenchmarkBunnyVerify(b *testing.B) {
 		}
 	}
 }
-
