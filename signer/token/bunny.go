@@ -120,7 +120,8 @@ func (b *Bunny) AppendURL(dst []byte, r *Request) ([]byte, error) {
 	if r.TokenPath != "" && !withinTokenPath(r.Path, r.TokenPath) {
 		return dst, ErrScope
 	}
-	if b.scheme == BunnyMD5 && (r.PathForm || r.TokenPath != "" || r.Countries != "" || r.CountriesBlocked != "" || r.Limit != 0 || r.IgnoreParams) {
+	if b.scheme == BunnyMD5 && (r.PathForm || r.TokenPath != "" || r.Countries != "" || r.CountriesBlocked != "" ||
+		r.Limit != 0 || r.IgnoreParams || r.Download != "") {
 		return dst, ErrRequest // V1 has none of these
 	}
 	k := b.keys[0]
@@ -201,7 +202,7 @@ func appendIPBytes(dst []byte, ip netip.Addr) []byte {
 }
 
 // The signed parameters in bytewise key order, which is also the order in
-// which they appear in the URL: limit, token_countries,
+// which they appear in the URL: download, limit, token_countries,
 // token_countries_blocked, token_ignore_params, token_path.
 func appendSigningData(dst []byte, r *Request) []byte {
 	first := true
@@ -213,6 +214,9 @@ func appendSigningData(dst []byte, r *Request) []byte {
 		dst = append(dst, k...)
 		dst = append(dst, '=')
 		dst = append(dst, v...)
+	}
+	if r.Download != "" {
+		add("download", r.Download)
 	}
 	if r.Limit != 0 {
 		if !first {
@@ -240,6 +244,10 @@ func appendSigningData(dst []byte, r *Request) []byte {
 // appendParams appends "&k=v" for each signed parameter, values
 // percent-encoded.
 func appendParams(dst []byte, r *Request) []byte {
+	if r.Download != "" {
+		dst = append(dst, "&download="...)
+		dst = appendEscaped(dst, r.Download)
+	}
 	if r.Limit != 0 {
 		dst = append(dst, "&limit="...)
 		dst = strconv.AppendInt(dst, r.Limit, 10)

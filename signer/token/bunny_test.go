@@ -78,23 +78,10 @@ func (v bunnyVector) request(t testing.TB) *Request {
 }
 
 func (v bunnyVector) signer(t testing.TB) *Bunny {
-	scheme, err := ParseBunnyScheme(v.Provider)
-	require.NoError(t, err)
 	// The vectors use short demo keys; the length rule is for operators.
-	b, err := newBunnyUnchecked(scheme, v.BaseURL, []byte(v.Key))
+	b, err := NewUnchecked(v.Provider, v.BaseURL, []byte(v.Key))
 	require.NoError(t, err)
 	return b
-}
-
-// newBunnyUnchecked skips the key-length rule for vectors made with the
-// providers' short example keys.
-func newBunnyUnchecked(scheme BunnyScheme, base string, key []byte) (*Bunny, error) {
-	b, err := NewBunny(scheme, base, []byte("0123456789abcdef"))
-	if err != nil {
-		return nil, err
-	}
-	b.keys = []*bunnyKey{newBunnyKey(scheme, key)}
-	return b, nil
 }
 
 // Every URL Bunny's own code produced is reproduced byte for byte.

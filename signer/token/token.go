@@ -38,6 +38,10 @@ type Request struct {
 	// IP binds the URL to one client; the zero Addr leaves it unbound.
 	IP netip.Addr
 
+	// Download, when set, asks the origin to serve the object as an
+	// attachment with this file name (a signed "download" parameter).
+	Download string
+
 	// Bunny's optional restrictions, signed into the token.
 	Countries        string // token_countries: allowed ISO codes, comma-separated
 	CountriesBlocked string // token_countries_blocked

@@ -1,0 +1,376 @@
+// Package playback is the signer's HTTP surface (SPEC §4.1, §4.2): it
+// answers a player's request for a track with a 302 to a short-lived
+// signed URL, after checking access against the track cache.
+//
+// This is the hot path of every play. A cache-hot request allocates
+// nothing of its own: the id is parsed from the path bytes, the URL is
+// appended into a pooled buffer, and headers are set from bytes.
+package playback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/fasthttp/router"
+	"github.com/google/uuid"
+	"github.com/valyala/fasthttp"
+
+	"github.com/playgate/playgate/api/auth"
+	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/internal/ops"
+	"github.com/playgate/playgate/internal/problem"
+	"github.com/playgate/playgate/signer/token"
+	"github.com/playgate/playgate/signer/trackcache"
+)
+
+// Config is the signer's behaviour.
+type Config struct {
+	// Provider names the URL scheme, for metrics and errors.
+	Provider string
+	// TokenTTL is how long a signed URL works at least.
+	TokenTTL time.Duration
+	// TokenBucket rounds expiries up, so one caller gets one URL for a
+	// while and caches can reuse it.
+	TokenBucket time.Duration
+	// BindIP binds each URL to the client's address.
+	BindIP bool
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+}
+
+// Server answers playback requests.
+type Server struct {
+	cfg      Config
+	cache    *trackcache.Cache
+	signer   token.Signer
+	verifier *auth.Verifier
+	log      *slog.Logger
+	handler  fasthttp.RequestHandler
+	now      func() time.Time
+
+	bufs       sync.Pool
+	signErrors *metrics.Counter
+}
+
+// New validates cfg and builds the server. verifier may be nil when no
+// JWT configuration exists (then only public, unlisted and shared tracks
+// play).
+func New(cfg Config, cache *trackcache.Cache, signer token.Signer, verifier *auth.Verifier,
+	log *slog.Logger, set *metrics.Set, ready ops.Check) (*Server, error) {
+	if cfg.TokenTTL < time.Minute {
+		return nil, errors.New("CDN_TOKEN_TTL must be at least 1m")
+	}
+	if cfg.TokenBucket < 0 || cfg.TokenBucket > cfg.TokenTTL {
+		return nil, errors.New("CDN_TOKEN_BUCKET must be between 0 and CDN_TOKEN_TTL")
+	}
+	if cache == nil || signer == nil || log == nil || set == nil {
+		return nil, errors.New("playback: cache, signer, log and metrics are required")
+	}
+	s := &Server{
+		cfg: cfg, cache: cache, signer: signer, verifier: verifier, log: log, now: time.Now,
+		signErrors: set.NewCounter(fmt.Sprintf(`playgate_signer_sign_errors_total{provider=%q}`, cfg.Provider)),
+	}
+	s.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+
+	r := router.New()
+	r.NotFound = ops.NotFound
+	r.MethodNotAllowed = ops.MethodNotAllowed
+	rm := ops.NewRequestMetrics(set, "signer")
+	for _, route := range []struct {
+		path string
+		h    fasthttp.RequestHandler
+	}{
+		{"/v1/tracks/{id}/stream", s.stream},
+		{"/v1/tracks/{id}/hls", s.hls},
+		{"/v1/tracks/{id}/download", s.download},
+	} {
+		h := rm.Wrap(route.path, route.h)
+		r.GET(route.path, h)
+		r.HEAD(route.path, h)
+	}
+	ops.Mount(r, set, ready)
+	s.handler = ops.Recover(log, r.Handler)
+	return s, nil
+}
+
+// Handler is the signer's root handler.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
+
+// HTTPServer is a fasthttp server tuned for small, fast requests.
+func (s *Server) HTTPServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:            s.handler,
+		Name:               "playgate-signer",
+		ReadTimeout:        10 * time.Second,
+		WriteTimeout:       10 * time.Second,
+		IdleTimeout:        2 * time.Minute,
+		MaxRequestBodySize: 4 << 10, // nothing here takes a body
+		ReadBufferSize:     8 << 10,
+		ErrorHandler:       ops.ErrorHandler,
+		CloseOnShutdown:    true,
+	}
+}
+
+// caller is the request's verified user, "" when anonymous. An
+// Authorization header that does not verify is answered 401 before any
+// track is looked up, so the answer says nothing about the track.
+func (s *Server) caller(ctx *fasthttp.RequestCtx) (string, bool) {
+	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+	if len(h) == 0 {
+		return "", true
+	}
+	if s.verifier == nil {
+		problem.Write(ctx, fasthttp.StatusUnauthorized, problem.Unauthorized, "this signer accepts no bearer tokens")
+		return "", false
+	}
+	tok, err := auth.BearerToken(string(h))
+	var claims *auth.Claims
+	if err == nil {
+		claims, err = s.verifier.Verify(tok)
+	}
+	if err != nil {
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="playgate"`)
+		problem.Write(ctx, fasthttp.StatusUnauthorized, problem.Unauthorized, "the bearer token is not valid")
+		return "", false
+	}
+	return claims.Subject, true
+}
+
+// resolve finds the track a request names and checks that the caller may
+// play it (SPEC §4.2). It answers the request itself when not.
+func (s *Server) resolve(ctx *fasthttp.RequestCtx) (*trackcache.Track, string, bool) {
+	user, ok := s.caller(ctx)
+	if !ok {
+		return nil, "", false
+	}
+	raw, _ := ctx.UserValue("id").(string)
+	id, err := parseID(raw)
+	if err != nil {
+		problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidID, "the track id is not a UUID")
+		return nil, "", false
+	}
+	t, err := s.cache.Track(context.Background(), id)
+	if err != nil {
+		s.unavailable(ctx)
+		return nil, "", false
+	}
+	if !t.Found {
+		notFound(ctx)
+		return nil, "", false
+	}
+	if t.Visibility == trackcache.Private && user != t.Owner {
+		share := ctx.QueryArgs().Peek("share")
+		if !catalog.ValidShareTokenSyntax(string(share)) {
+			notFound(ctx)
+			return nil, "", false
+		}
+		opens, err := s.cache.ShareOpens(context.Background(), t, catalog.HashShareToken(string(share)))
+		if err != nil {
+			s.unavailable(ctx)
+			return nil, "", false
+		}
+		if !opens {
+			notFound(ctx)
+			return nil, "", false
+		}
+	}
+	return t, user, true
+}
+
+// parseID parses a canonical UUID without allocating.
+func parseID(s string) (uuid.UUID, error) {
+	if len(s) != 36 {
+		return uuid.Nil, errors.New("not a uuid")
+	}
+	return uuid.Parse(s)
+}
+
+// notFound is the one answer for unknown, deleted and forbidden tracks:
+// no existence oracle.
+func notFound(ctx *fasthttp.RequestCtx) {
+	problem.Write(ctx, fasthttp.StatusNotFound, problem.NotFound, "no such track")
+}
+
+func (s *Server) unavailable(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "2")
+	problem.Write(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "the catalogue is unavailable; retry shortly")
+}
+
+func (s *Server) stream(ctx *fasthttp.RequestCtx) {
+	t, _, ok := s.resolve(ctx)
+	if !ok {
+		return
+	}
+	if t.ObjectPath == "" {
+		problem.Write(ctx, fasthttp.StatusConflict, problem.NotReady, "the track has no audio yet")
+		return
+	}
+	s.redirect(ctx, token.Request{Path: t.ObjectPath})
+}
+
+// hls redirects to the signed master playlist of the ready package. The
+// token is in the path and opens the whole package directory, so every
+// relative URI in the playlists inherits it.
+func (s *Server) hls(ctx *fasthttp.RequestCtx) {
+	t, _, ok := s.resolve(ctx)
+	if !ok {
+		return
+	}
+	if t.HLSDir == "" {
+		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotReady, "the track has no HLS package ready")
+		return
+	}
+	buf := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(buf)
+	path := append(append((*buf)[:0], t.HLSDir...), "master.m3u8"...)
+	s.redirect(ctx, token.Request{Path: string(path), TokenPath: t.HLSDir, PathForm: true})
+}
+
+// download redirects to the original as an attachment. Paid tracks need
+// their owner or a licence.
+func (s *Server) download(ctx *fasthttp.RequestCtx) {
+	t, user, ok := s.resolve(ctx)
+	if !ok {
+		return
+	}
+	if t.ObjectPath == "" {
+		problem.Write(ctx, fasthttp.StatusConflict, problem.NotReady, "the track has no audio yet")
+		return
+	}
+	if t.PriceCents > 0 && user != t.Owner {
+		licensed := false
+		if user != "" {
+			var err error
+			if licensed, err = s.cache.Licensed(context.Background(), t, user); err != nil {
+				s.unavailable(ctx)
+				return
+			}
+		}
+		if !licensed {
+			problem.Write(ctx, fasthttp.StatusForbidden, problem.PurchaseRequired, "downloading this track needs a licence")
+			return
+		}
+	}
+	s.redirect(ctx, token.Request{Path: t.ObjectPath, Download: downloadName(t)})
+}
+
+// downloadName is the attachment's file name: the title, made safe for a
+// header and a file system, with the original's extension.
+func downloadName(t *trackcache.Track) string {
+	ext := t.ObjectPath[strings.LastIndexByte(t.ObjectPath, '.')+1:]
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r < 0x20, r == 0x7f, strings.ContainsRune(`"\/:*?<>|`, r):
+			return '_'
+		}
+		return r
+	}, strings.TrimSpace(t.Title))
+	if len(name) > 120 {
+		name = name[:120]
+	}
+	if name == "" {
+		name = t.ID.String()
+	}
+	return name + "." + ext
+}
+
+// redirect signs r and answers 302. The response may be cached privately
+// for as long as the URL works, never longer, so a cached redirect never
+// carries an expired token.
+func (s *Server) redirect(ctx *fasthttp.RequestCtx, r token.Request) {
+	now := s.now()
+	r.Expires = token.ExpiryBucket(now, s.cfg.TokenTTL, s.cfg.TokenBucket)
+	if s.cfg.BindIP {
+		r.IP = s.clientIP(ctx)
+	}
+	buf := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(buf)
+	u, err := s.signer.AppendURL((*buf)[:0], &r)
+	if err != nil {
+		s.signErrors.Inc()
+		s.log.Error("cannot sign", "provider", s.cfg.Provider, "path", r.Path, "err", err)
+		problem.Write(ctx, fasthttp.StatusInternalServerError, problem.Internal, "cannot sign the URL")
+		return
+	}
+	*buf = u
+	h := &ctx.Response.Header
+	h.SetStatusCode(fasthttp.StatusFound)
+	h.SetBytesV(fasthttp.HeaderLocation, u)
+
+	// Cache-Control and the body are built after the URL in the same
+	// buffer.
+	mark := len(u)
+	cc := append(u, "private, max-age="...)
+	cc = strconv.AppendInt(cc, max(r.Expires-now.Unix(), 0), 10)
+	h.SetBytesV(fasthttp.HeaderCacheControl, cc[mark:])
+	h.Set(fasthttp.HeaderVary, "Authorization")
+	h.SetContentType("text/html; charset=utf-8")
+	// RFC 9110 §15.4.3: a short hypertext note with a link to the target.
+	body := append(cc[:mark], `<a href="`...)
+	body = appendHTMLAttr(body, u)
+	body = append(body, "\">Found</a>.\n"...)
+	ctx.Response.SetBody(body[mark:])
+	*buf = body
+}
+
+// appendHTMLAttr escapes a URL for a double-quoted attribute.
+func appendHTMLAttr(dst, s []byte) []byte {
+	for _, c := range s {
+		switch c {
+		case '&':
+			dst = append(dst, "&amp;"...)
+		case '"':
+			dst = append(dst, "&quot;"...)
+		case '<':
+			dst = append(dst, "&lt;"...)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// clientIP is the peer's address, or, when the peer is a trusted proxy,
+// the rightmost X-Forwarded-For address that is not one.
+func (s *Server) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	peer = peer.Unmap()
+	if !s.trusted(peer) {
+		return peer
+	}
+	xff := string(ctx.Request.Header.Peek(fasthttp.HeaderXForwardedFor))
+	for xff != "" {
+		i := strings.LastIndexByte(xff, ',')
+		part := strings.TrimSpace(xff[i+1:])
+		xff = xff[:max(i, 0)]
+		ip, err := netip.ParseAddr(part)
+		if err != nil {
+			return peer // a malformed chain: trust nothing in it
+		}
+		ip = ip.Unmap()
+		if !s.trusted(ip) {
+			return ip
+		}
+		if i < 0 {
+			return ip
+		}
+	}
+	return peer
+}
+
+func (s *Server) trusted(ip netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,443 @@
+package playback_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/playgate/playgate/api/auth"
+	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/internal/ops"
+	"github.com/playgate/playgate/internal/pgtest"
+	"github.com/playgate/playgate/internal/problem"
+	"github.com/playgate/playgate/signer/playback"
+	"github.com/playgate/playgate/signer/token"
+	"github.com/playgate/playgate/signer/trackcache"
+)
+
+var pg *pgtest.Server
+
+func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
+
+var (
+	jwtSecret = []byte("signer-test-secret-signer-test-secret")
+	cdnKey    = []byte("0d1c3a6e-9f7b-4b8e-8f5a-2c1d0e9f8a7b")
+)
+
+const cdnBase = "https://zone.b-cdn.test"
+
+// queryCounter counts the queries a pool sends, to prove what the cache
+// saves the database.
+type queryCounter struct{ tracks, grants atomic.Int64 }
+
+func (q *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	switch {
+	case strings.Contains(d.SQL, "FROM tracks"):
+		q.tracks.Add(1)
+	case strings.Contains(d.SQL, "share_links"), strings.Contains(d.SQL, "licenses"):
+		q.grants.Add(1)
+	}
+	return ctx
+}
+
+func (q *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+type harness struct {
+	t       *testing.T
+	dbURL   string
+	store   *catalog.Store
+	cache   *trackcache.Cache
+	queries *queryCounter
+	verify  *token.Bunny
+	ln      *fasthttputil.InmemoryListener
+	client  *http.Client
+	metrics *metrics.Set
+}
+
+type options struct {
+	negativeTTL time.Duration
+	listen      bool
+}
+
+func newHarness(t *testing.T, o options) *harness {
+	t.Helper()
+	ctx := context.Background()
+	dbURL := pg.NewDatabase(t)
+	primary, err := pgxpool.New(ctx, dbURL)
+	require.NoError(t, err)
+	t.Cleanup(primary.Close)
+	qc := &queryCounter{}
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	require.NoError(t, err)
+	cfg.ConnConfig.Tracer = qc
+	read, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(read.Close)
+
+	if o.negativeTTL == 0 {
+		o.negativeTTL = time.Minute
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	set := metrics.NewSet()
+	cache, err := trackcache.New(trackcache.Config{MaxBytes: 64 << 20, NegativeTTL: o.negativeTTL, GrantTTL: time.Minute}, read, log, set)
+	require.NoError(t, err)
+	t.Cleanup(cache.Close)
+	if o.listen {
+		lctx, cancel := context.WithCancel(ctx)
+		t.Cleanup(cancel)
+		ready := make(chan struct{})
+		go cache.Listen(lctx, dbURL, ready)
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the listener did not start")
+		}
+	}
+	signer, err := token.New(token.Config{Provider: "bunny", BaseURL: cdnBase, Key: cdnKey})
+	require.NoError(t, err)
+	verifier, err := auth.NewVerifier(auth.Config{Secret: jwtSecret})
+	require.NoError(t, err)
+	srv, err := playback.New(playback.Config{Provider: "bunny", TokenTTL: time.Hour, TokenBucket: 5 * time.Minute},
+		cache, signer, verifier, log, set, cache.Ready(read))
+	require.NoError(t, err)
+
+	ln := fasthttputil.NewInmemoryListener()
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- ops.Serve(sctx, srv.HTTPServer(), ln, 5*time.Second) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &harness{
+		t: t, dbURL: dbURL, store: catalog.NewStore(primary, nil), cache: cache, queries: qc, verify: signer, ln: ln,
+		metrics: set,
+		client: &http.Client{
+			Transport:     &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return ln.Dial() }},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (h *harness) get(path, user string, header ...string) response {
+	h.t.Helper()
+	req, err := http.NewRequest("GET", "http://signer"+path, nil)
+	require.NoError(h.t, err)
+	if user != "" {
+		tok, err := auth.Mint(jwtSecret, auth.MintOptions{Subject: user, TTL: time.Hour})
+		require.NoError(h.t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := h.client.Do(req)
+	require.NoError(h.t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// track creates a track with audio (unless noAudio) and returns it.
+func (h *harness) track(owner string, vis catalog.Visibility, price int64, noAudio bool) catalog.Track {
+	h.t.Helper()
+	ctx := context.Background()
+	tr, err := h.store.CreateTrack(ctx, owner, catalog.NewTrack{Title: "Song", Artist: "A", Visibility: vis, PriceCents: price})
+	require.NoError(h.t, err)
+	if noAudio {
+		return tr
+	}
+	sum := strings.Repeat("ab", 32)
+	tr, err = h.store.SetAudio(ctx, tr.ID, tr.Version, catalog.Audio{
+		Backend: "local", Key: catalog.OriginalKey(tr.ID, sum, "mp3"), ContentType: "audio/mpeg", Size: 1000, SHA256: sum,
+	}, false)
+	require.NoError(h.t, err)
+	return tr
+}
+
+func (h *harness) share(tr catalog.Track, expires time.Time) string {
+	tok, hash := catalog.NewShareToken()
+	_, err := h.store.CreateShare(context.Background(), tr.ID, tr.OwnerID, hash, expires)
+	require.NoError(h.t, err)
+	return tok
+}
+
+// assertSignedRedirect checks a 302 to a URL that verifies at the edge.
+func (h *harness) assertSignedRedirect(r response, wantPath string) string {
+	h.t.Helper()
+	require.Equal(h.t, http.StatusFound, r.status, "body: %s", r.body)
+	loc := r.header.Get("Location")
+	require.True(h.t, strings.HasPrefix(loc, cdnBase+"/"), "Location %s", loc)
+	path, err := h.verify.Verify(strings.TrimPrefix(loc, cdnBase), netip.Addr{}, time.Now())
+	require.NoError(h.t, err, "the edge accepts %s", loc)
+	assert.Equal(h.t, wantPath, path)
+
+	expires := expiresOf(h.t, loc)
+	maxAge, err := strconv.ParseInt(strings.TrimPrefix(r.header.Get("Cache-Control"), "private, max-age="), 10, 64)
+	require.NoError(h.t, err, "Cache-Control %q", r.header.Get("Cache-Control"))
+	assert.LessOrEqual(h.t, time.Now().Unix()+maxAge, expires, "a cached redirect never outlives its token")
+	assert.Greater(h.t, maxAge, int64(3000))
+	assert.Zero(h.t, expires%300, "the expiry is rounded to the 5 min bucket")
+	assert.Equal(h.t, "Authorization", r.header.Get("Vary"))
+	assert.Contains(h.t, string(r.body), `href="`+strings.ReplaceAll(loc, "&", "&amp;")+`"`)
+	return loc
+}
+
+func expiresOf(t *testing.T, loc string) int64 {
+	t.Helper()
+	i := strings.Index(loc, "expires=")
+	require.Positive(t, i)
+	s := loc[i+len("expires="):]
+	if j := strings.IndexAny(s, "&/"); j >= 0 {
+		s = s[:j]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	require.NoError(t, err)
+	return n
+}
+
+func (r response) problemType(t *testing.T) string {
+	t.Helper()
+	assert.Equal(t, problem.ContentType, r.header.Get("Content-Type"))
+	body := string(r.body)
+	i := strings.Index(body, problem.TypeBase)
+	require.GreaterOrEqual(t, i, 0, "body %s", r.body)
+	rest := body[i+len(problem.TypeBase):]
+	return rest[:strings.IndexByte(rest, '"')]
+}
+
+func TestAccessRules(t *testing.T) {
+	h := newHarness(t, options{})
+	ctx := context.Background()
+	public := h.track("alice", catalog.Public, 0, false)
+	unlisted := h.track("alice", catalog.Unlisted, 0, false)
+	private := h.track("alice", catalog.Private, 0, false)
+	paid := h.track("alice", catalog.Public, 199, false)
+	silent := h.track("alice", catalog.Public, 0, true)
+	deleted := h.track("alice", catalog.Public, 0, false)
+	_, err := h.store.DeleteTrack(ctx, deleted.ID)
+	require.NoError(t, err)
+	shareOK := h.share(private, time.Now().Add(time.Hour))
+	shareExpired := h.share(private, time.Now().Add(-time.Minute))
+	shareRevoked := h.share(private, time.Now().Add(time.Hour))
+	pool, err := pgxpool.New(ctx, h.dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(ctx, `UPDATE share_links SET revoked_at = now() WHERE token_hash = $1`, catalog.HashShareToken(shareRevoked))
+	require.NoError(t, err)
+	_, err = h.store.GrantLicense(ctx, paid.ID, "bob", "marketplace")
+	require.NoError(t, err)
+
+	stream := func(tr catalog.Track) string { return "/v1/tracks/" + tr.ID.String() + "/stream" }
+	for _, c := range []struct {
+		name, path, user string
+		status           int
+		typ              string
+	}{
+		{"public, anonymous", stream(public), "", 302, ""},
+		{"unlisted, anonymous", stream(unlisted), "", 302, ""},
+		{"private, owner", stream(private), "alice", 302, ""},
+		{"private, stranger", stream(private), "bob", 404, "not-found"},
+		{"private, anonymous", stream(private), "", 404, "not-found"},
+		{"private, valid share", stream(private) + "?share=" + shareOK, "", 302, ""},
+		{"private, expired share", stream(private) + "?share=" + shareExpired, "", 404, "not-found"},
+		{"private, revoked share", stream(private) + "?share=" + shareRevoked, "", 404, "not-found"},
+		{"private, malformed share", stream(private) + "?share=x", "", 404, "not-found"},
+		{"deleted", stream(deleted), "alice", 404, "not-found"},
+		{"unknown", "/v1/tracks/0190a0b4-0000-7000-8000-00000000beef/stream", "", 404, "not-found"},
+		{"malformed id", "/v1/tracks/nope/stream", "", 400, "invalid-id"},
+		{"no audio yet", stream(silent), "", 409, "not-ready"},
+		{"paid stream is free to play", stream(paid), "", 302, ""},
+		{"paid download, anonymous", "/v1/tracks/" + paid.ID.String() + "/download", "", 403, "purchase-required"},
+		{"paid download, no licence", "/v1/tracks/" + paid.ID.String() + "/download", "carol", 403, "purchase-required"},
+		{"paid download, licensed", "/v1/tracks/" + paid.ID.String() + "/download", "bob", 302, ""},
+		{"paid download, owner", "/v1/tracks/" + paid.ID.String() + "/download", "alice", 302, ""},
+		{"free download", "/v1/tracks/" + public.ID.String() + "/download", "", 302, ""},
+		{"private download, stranger", "/v1/tracks/" + private.ID.String() + "/download", "bob", 404, "not-found"},
+		{"hls not ready", "/v1/tracks/" + public.ID.String() + "/hls", "", 404, "not-ready"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := h.get(c.path, c.user)
+			require.Equal(t, c.status, r.status, "body: %s", r.body)
+			if c.typ != "" {
+				assert.Equal(t, c.typ, r.problemType(t))
+			}
+		})
+	}
+
+	// The redirect itself.
+	h.assertSignedRedirect(h.get(stream(public), ""), "/"+*public.ObjectKey)
+	loc := h.assertSignedRedirect(h.get("/v1/tracks/"+paid.ID.String()+"/download", "bob"), "/"+*paid.ObjectKey)
+	assert.Contains(t, loc, "download=Song.mp3")
+
+	// A bad bearer token is 401 before any lookup: no oracle.
+	r := h.get(stream(public), "", "Authorization", "Bearer forged")
+	assert.Equal(t, http.StatusUnauthorized, r.status)
+	r = h.get("/v1/tracks/0190a0b4-0000-7000-8000-00000000beef/stream", "", "Authorization", "Bearer forged")
+	assert.Equal(t, http.StatusUnauthorized, r.status)
+}
+
+func TestHLSRedirectUsesADirectoryToken(t *testing.T) {
+	h := newHarness(t, options{})
+	tr := h.track("alice", catalog.Public, 0, false)
+	pool, err := pgxpool.New(context.Background(), h.dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	prefix := "hls/" + tr.ID.String() + "/p1"
+	_, err = pool.Exec(context.Background(), `UPDATE tracks SET hls_status = 'ready', hls_prefix = $2 WHERE id = $1`, tr.ID, prefix)
+	require.NoError(t, err)
+
+	loc := h.assertSignedRedirect(h.get("/v1/tracks/"+tr.ID.String()+"/hls", ""), "/"+prefix+"/master.m3u8")
+	assert.True(t, strings.HasPrefix(loc, cdnBase+"/bcdn_token="), "path form: %s", loc)
+	// Relative URIs resolve below the token and verify too.
+	dir := loc[:strings.LastIndexByte(loc, '/')+1]
+	for _, rel := range []string{"128k/index.m3u8", "128k/3f2a.m4s", "64k/0a1b.mp4"} {
+		_, err := h.verify.Verify(strings.TrimPrefix(dir+rel, cdnBase), netip.Addr{}, time.Now())
+		assert.NoError(t, err, rel)
+	}
+}
+
+// A change through the catalogue reaches the signer's cache within a
+// second (LISTEN/NOTIFY).
+func TestNotifyEvictsWithinOneSecond(t *testing.T) {
+	h := newHarness(t, options{listen: true})
+	tr := h.track("alice", catalog.Public, 0, false)
+	path := "/v1/tracks/" + tr.ID.String() + "/stream"
+	require.Equal(t, http.StatusFound, h.get(path, "").status)
+	before := h.queries.tracks.Load()
+	require.Equal(t, http.StatusFound, h.get(path, "").status)
+	require.Equal(t, before, h.queries.tracks.Load(), "the second play is a cache hit")
+
+	private := catalog.Private
+	_, err := h.store.UpdateTrack(context.Background(), tr.ID, catalog.TrackPatch{Visibility: &private}, nil)
+	require.NoError(t, err)
+	changed := time.Now()
+	require.Eventually(t, func() bool { return h.get(path, "").status == http.StatusNotFound },
+		time.Second, 10*time.Millisecond, "the signer still serves a track made private")
+	t.Logf("evicted after %v", time.Since(changed))
+
+	// A licence granted later is seen too (grants are invalidated with
+	// their track).
+	paid := h.track("alice", catalog.Public, 100, false)
+	dl := "/v1/tracks/" + paid.ID.String() + "/download"
+	require.Equal(t, http.StatusForbidden, h.get(dl, "bob").status)
+	_, err = h.store.GrantLicense(context.Background(), paid.ID, "bob", "marketplace")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return h.get(dl, "bob").status == http.StatusFound },
+		time.Second, 10*time.Millisecond)
+}
+
+// However many requests ask for an unknown id, at once or in a row, the
+// database is asked once per negative TTL.
+func TestUnknownIDsReachTheDatabaseOnce(t *testing.T) {
+	h := newHarness(t, options{negativeTTL: time.Minute})
+	ids := make([]string, 5)
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
+	}
+	var wg sync.WaitGroup
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 40; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				assert.Equal(t, http.StatusNotFound, h.get("/v1/tracks/"+ids[i%len(ids)]+"/stream", "").status)
+			}()
+		}
+		wg.Wait()
+	}
+	assert.EqualValues(t, len(ids), h.queries.tracks.Load(), "one query per unknown id")
+}
+
+// Concurrent misses for one track share one query (singleflight).
+func TestConcurrentMissesShareOneQuery(t *testing.T) {
+	h := newHarness(t, options{})
+	tr := h.track("alice", catalog.Public, 0, false)
+	path := "/v1/tracks/" + tr.ID.String() + "/stream"
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			assert.Equal(t, http.StatusFound, h.get(path, "").status)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	assert.EqualValues(t, 1, h.queries.tracks.Load())
+}
+
+// With the database down, cached tracks keep playing and uncached ones
+// answer 503 with Retry-After.
+func TestDatabaseDown(t *testing.T) {
+	h := newHarness(t, options{listen: true})
+	cached := h.track("alice", catalog.Public, 0, false)
+	uncached := h.track("alice", catalog.Public, 0, false)
+	require.Equal(t, http.StatusFound, h.get("/v1/tracks/"+cached.ID.String()+"/stream", "").status)
+
+	restart := pg.Stop(t)
+	defer func() { restart() }() // if the test fails before restarting
+	r := h.get("/v1/tracks/"+cached.ID.String()+"/stream", "")
+	assert.Equal(t, http.StatusFound, r.status, "a cached track plays with the database down")
+	r = h.get("/v1/tracks/"+uncached.ID.String()+"/stream", "")
+	assert.Equal(t, http.StatusServiceUnavailable, r.status)
+	assert.Equal(t, "unavailable", r.problemType(t))
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	assert.Equal(t, http.StatusOK, h.get("/readyz", "").status, "a warm signer stays ready")
+
+	restart()
+	restart = func() {}
+	// Back: the listener reconnects and the uncached track plays.
+	require.Eventually(t, func() bool {
+		return h.get("/v1/tracks/"+uncached.ID.String()+"/stream", "").status == http.StatusFound
+	}, 15*time.Second, 100*time.Millisecond)
+}
+
+func TestMetricsRegisteredOnce(t *testing.T) {
+	h := newHarness(t, options{})
+	tr := h.track("alice", catalog.Public, 0, false)
+	h.get("/v1/tracks/"+tr.ID.String()+"/stream", "")
+	h.get("/v1/tracks/"+tr.ID.String()+"/stream", "")
+	r := h.get("/metrics", "")
+	require.Equal(t, http.StatusOK, r.status)
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(r.body))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		series := line[:strings.LastIndexByte(line, ' ')]
+		assert.False(t, seen[series], "series %s exposed twice", series)
+		seen[series] = true
+	}
+	body := string(r.body)
+	assert.Contains(t, body, `playgate_signer_requests_total{route="/v1/tracks/{id}/stream",status="302"} 2`)
+	assert.Contains(t, body, `playgate_signer_cache_requests_total{cache="tracks",result="hit"} 1`)
+	assert.Contains(t, body, `playgate_signer_cache_requests_total{cache="tracks",result="miss"} 1`)
+}
+
