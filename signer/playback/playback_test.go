@@ -440,4 +440,3 @@ func TestMetricsRegisteredOnce(t *testing.T) {
 	assert.Contains(t, body, `playgate_signer_cache_requests_total{cache="tracks",result="hit"} 1`)
 	assert.Contains(t, body, `playgate_signer_cache_requests_total{cache="tracks",result="miss"} 1`)
 }
-
