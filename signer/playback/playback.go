@@ -8,6 +8,7 @@
 package playback
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,8 +57,18 @@ type Server struct {
 	handler  fasthttp.RequestHandler
 	now      func() time.Time
 
-	bufs       sync.Pool
+	scratch    sync.Pool // of *scratch
 	signErrors *metrics.Counter
+	routes     map[string]fasthttp.RequestHandler // by action, instrumented
+	fallback   fasthttp.RequestHandler            // the router: ops endpoints, 404s
+}
+
+// scratch is per-request working memory, pooled so that a play allocates
+// nothing: the request handed to the Signer interface would otherwise
+// escape to the heap.
+type scratch struct {
+	buf []byte
+	req token.Request
 }
 
 // New validates cfg and builds the server. verifier may be nil when no
@@ -78,27 +89,57 @@ func New(cfg Config, cache *trackcache.Cache, signer token.Signer, verifier *aut
 		cfg: cfg, cache: cache, signer: signer, verifier: verifier, log: log, now: time.Now,
 		signErrors: set.NewCounter(fmt.Sprintf(`playgate_signer_sign_errors_total{provider=%q}`, cfg.Provider)),
 	}
-	s.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	s.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 1024)} }
 
+	rm := ops.NewRequestMetrics(set, "signer")
+	s.routes = map[string]fasthttp.RequestHandler{
+		"stream":   rm.Wrap("/v1/tracks/{id}/stream", s.stream),
+		"hls":      rm.Wrap("/v1/tracks/{id}/hls", s.hls),
+		"download": rm.Wrap("/v1/tracks/{id}/download", s.download),
+	}
 	r := router.New()
 	r.NotFound = ops.NotFound
 	r.MethodNotAllowed = ops.MethodNotAllowed
-	rm := ops.NewRequestMetrics(set, "signer")
-	for _, route := range []struct {
-		path string
-		h    fasthttp.RequestHandler
-	}{
-		{"/v1/tracks/{id}/stream", s.stream},
-		{"/v1/tracks/{id}/hls", s.hls},
-		{"/v1/tracks/{id}/download", s.download},
-	} {
-		h := rm.Wrap(route.path, route.h)
-		r.GET(route.path, h)
-		r.HEAD(route.path, h)
-	}
 	ops.Mount(r, set, ready)
-	s.handler = ops.Recover(log, r.Handler)
+	s.fallback = r.Handler
+	s.handler = ops.Recover(log, s.route)
 	return s, nil
+}
+
+const tracksPrefix = "/v1/tracks/"
+
+// route dispatches /v1/tracks/{id}/{action} itself: a general router boxes
+// path parameters into interfaces, which costs allocations on every play.
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
+	_, action, ok := splitTrackPath(ctx.Path())
+	if !ok {
+		s.fallback(ctx)
+		return
+	}
+	h, ok := s.routes[string(action)] // no allocation: map lookup of a converted []byte
+	if !ok {
+		s.fallback(ctx)
+		return
+	}
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
+		ops.MethodNotAllowed(ctx)
+		return
+	}
+	h(ctx)
+}
+
+// splitTrackPath splits "/v1/tracks/{id}/{action}".
+func splitTrackPath(path []byte) (id, action []byte, ok bool) {
+	if !bytes.HasPrefix(path, []byte(tracksPrefix)) {
+		return nil, nil, false
+	}
+	rest := path[len(tracksPrefix):]
+	i := bytes.IndexByte(rest, '/')
+	if i < 0 || bytes.IndexByte(rest[i+1:], '/') >= 0 {
+		return nil, nil, false
+	}
+	return rest[:i], rest[i+1:], true
 }
 
 // Handler is the signer's root handler.
@@ -151,7 +192,7 @@ func (s *Server) resolve(ctx *fasthttp.RequestCtx) (*trackcache.Track, string, b
 	if !ok {
 		return nil, "", false
 	}
-	raw, _ := ctx.UserValue("id").(string)
+	raw, _, _ := splitTrackPath(ctx.Path()) // route matched it already
 	id, err := parseID(raw)
 	if err != nil {
 		problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidID, "the track id is not a UUID")
@@ -185,12 +226,18 @@ func (s *Server) resolve(ctx *fasthttp.RequestCtx) (*trackcache.Track, string, b
 	return t, user, true
 }
 
+var errBadID = errors.New("playback: not a canonical UUID")
+
 // parseID parses a canonical UUID without allocating.
-func parseID(s string) (uuid.UUID, error) {
-	if len(s) != 36 {
-		return uuid.Nil, errors.New("not a uuid")
+func parseID(b []byte) (uuid.UUID, error) {
+	if len(b) != 36 {
+		return uuid.Nil, errBadID
 	}
-	return uuid.Parse(s)
+	id, err := uuid.ParseBytes(b)
+	if err != nil {
+		return uuid.Nil, errBadID
+	}
+	return id, nil
 }
 
 // notFound is the one answer for unknown, deleted and forbidden tracks:
@@ -213,7 +260,10 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx) {
 		problem.Write(ctx, fasthttp.StatusConflict, problem.NotReady, "the track has no audio yet")
 		return
 	}
-	s.redirect(ctx, token.Request{Path: t.ObjectPath})
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	sc.req = token.Request{Path: t.ObjectPath}
+	s.redirect(ctx, sc)
 }
 
 // hls redirects to the signed master playlist of the ready package. The
@@ -228,10 +278,10 @@ func (s *Server) hls(ctx *fasthttp.RequestCtx) {
 		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotReady, "the track has no HLS package ready")
 		return
 	}
-	buf := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(buf)
-	path := append(append((*buf)[:0], t.HLSDir...), "master.m3u8"...)
-	s.redirect(ctx, token.Request{Path: string(path), TokenPath: t.HLSDir, PathForm: true})
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	sc.req = token.Request{Path: t.HLSMaster, TokenPath: t.HLSDir, PathForm: true}
+	s.redirect(ctx, sc)
 }
 
 // download redirects to the original as an attachment. Paid tracks need
@@ -259,7 +309,10 @@ func (s *Server) download(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	s.redirect(ctx, token.Request{Path: t.ObjectPath, Download: downloadName(t)})
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	sc.req = token.Request{Path: t.ObjectPath, Download: downloadName(t)}
+	s.redirect(ctx, sc)
 }
 
 // downloadName is the attachment's file name: the title, made safe for a
@@ -285,22 +338,20 @@ func downloadName(t *trackcache.Track) string {
 // redirect signs r and answers 302. The response may be cached privately
 // for as long as the URL works, never longer, so a cached redirect never
 // carries an expired token.
-func (s *Server) redirect(ctx *fasthttp.RequestCtx, r token.Request) {
+func (s *Server) redirect(ctx *fasthttp.RequestCtx, sc *scratch) {
+	r := &sc.req
 	now := s.now()
 	r.Expires = token.ExpiryBucket(now, s.cfg.TokenTTL, s.cfg.TokenBucket)
 	if s.cfg.BindIP {
 		r.IP = s.clientIP(ctx)
 	}
-	buf := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(buf)
-	u, err := s.signer.AppendURL((*buf)[:0], &r)
+	u, err := s.signer.AppendURL(sc.buf[:0], r)
 	if err != nil {
 		s.signErrors.Inc()
 		s.log.Error("cannot sign", "provider", s.cfg.Provider, "path", r.Path, "err", err)
 		problem.Write(ctx, fasthttp.StatusInternalServerError, problem.Internal, "cannot sign the URL")
 		return
 	}
-	*buf = u
 	h := &ctx.Response.Header
 	h.SetStatusCode(fasthttp.StatusFound)
 	h.SetBytesV(fasthttp.HeaderLocation, u)
@@ -318,7 +369,7 @@ func (s *Server) redirect(ctx *fasthttp.RequestCtx, r token.Request) {
 	body = appendHTMLAttr(body, u)
 	body = append(body, "\">Found</a>.\n"...)
 	ctx.Response.SetBody(body[mark:])
-	*buf = body
+	sc.buf = body // keep the grown buffer for the next request
 }
 
 // appendHTMLAttr escapes a URL for a double-quoted attribute.

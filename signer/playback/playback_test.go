@@ -62,7 +62,8 @@ func (q *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.T
 func (q *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
+	srv     *playback.Server
 	dbURL   string
 	store   *catalog.Store
 	cache   *trackcache.Cache
@@ -78,7 +79,7 @@ type options struct {
 	listen      bool
 }
 
-func newHarness(t *testing.T, o options) *harness {
+func newHarness(t testing.TB, o options) *harness {
 	t.Helper()
 	ctx := context.Background()
 	dbURL := pg.NewDatabase(t)
@@ -126,7 +127,7 @@ func newHarness(t *testing.T, o options) *harness {
 	go func() { done <- ops.Serve(sctx, srv.HTTPServer(), ln, 5*time.Second) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return &harness{
-		t: t, dbURL: dbURL, store: catalog.NewStore(primary, nil), cache: cache, queries: qc, verify: signer, ln: ln,
+		t: t, srv: srv, dbURL: dbURL, store: catalog.NewStore(primary, nil), cache: cache, queries: qc, verify: signer, ln: ln,
 		metrics: set,
 		client: &http.Client{
 			Transport:     &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return ln.Dial() }},
@@ -205,7 +206,7 @@ func (h *harness) assertSignedRedirect(r response, wantPath string) string {
 	return loc
 }
 
-func expiresOf(t *testing.T, loc string) int64 {
+func expiresOf(t testing.TB, loc string) int64 {
 	t.Helper()
 	i := strings.Index(loc, "expires=")
 	require.Positive(t, i)

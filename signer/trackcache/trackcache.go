@@ -66,9 +66,10 @@ type Track struct {
 	Backend    string
 	// HLSDir is the ready HLS package's directory, "/hls/{id}/{pkg}/";
 	// empty while none is ready.
-	HLSDir  string
-	Title   string
-	Version int64
+	HLSDir    string
+	HLSMaster string // HLSDir + "master.m3u8"
+	Title     string
+	Version   int64
 
 	seq   uint64 // load sequence: keys this load's grant entries
 	epoch uint64
@@ -245,7 +246,7 @@ func (c *Cache) fill(ctx context.Context, id uuid.UUID, k uint64) (*Track, error
 }
 
 func (t *Track) cost() int64 {
-	return int64(unsafe.Sizeof(*t)) + int64(len(t.Owner)+len(t.ObjectPath)+len(t.Backend)+len(t.HLSDir)+len(t.Title)) + 64
+	return int64(unsafe.Sizeof(*t)) + int64(len(t.Owner)+len(t.ObjectPath)+len(t.Backend)+len(t.HLSDir)+len(t.HLSMaster)+len(t.Title)) + 64
 }
 
 func (c *Cache) load(ctx context.Context, id uuid.UUID) (*Track, error) {
@@ -283,6 +284,7 @@ func (c *Cache) load(ctx context.Context, id uuid.UUID) (*Track, error) {
 	}
 	if hlsStatus == "ready" && hlsPrefix != nil {
 		t.HLSDir = "/" + *hlsPrefix + "/"
+		t.HLSMaster = t.HLSDir + "master.m3u8"
 	}
 	return t, nil
 }

@@ -1,0 +1,247 @@
+// Command signerbench measures the signer against its ceiling (SPEC §12):
+// a cache-hot signer and a bare fasthttp handler that answers a constant
+// 302, each on its own loopback port, loaded in turn by the same wrk with
+// the same settings, several rounds, medians reported.
+//
+//	go run ./bench/signerbench [-rounds 3] [-duration 8s] [-connections 64]
+//
+// It starts its own PostgreSQL cluster (a temporary one) and seeds a
+// catalogue, so it needs nothing running. Run it on an idle machine; the
+// figures are only comparable within one run.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/valyala/fasthttp"
+
+	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/api/schema"
+	"github.com/playgate/playgate/internal/ops"
+	"github.com/playgate/playgate/internal/pgcluster"
+	"github.com/playgate/playgate/signer/playback"
+	"github.com/playgate/playgate/signer/token"
+	"github.com/playgate/playgate/signer/trackcache"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "signerbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	rounds := flag.Int("rounds", 3, "rounds per target")
+	duration := flag.Duration("duration", 8*time.Second, "length of one wrk run")
+	conns := flag.Int("connections", 64, "concurrent connections")
+	threads := flag.Int("threads", 2, "wrk threads")
+	tracks := flag.Int("tracks", 1000, "public tracks to seed; the load cycles over all of them")
+	flag.Parse()
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("wrk is needed: apt-get install -y wrk")
+	}
+	ctx := context.Background()
+
+	cluster, stop, err := pgcluster.StartTemp(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	ids, err := seed(ctx, cluster.AdminURL(), *tracks)
+	if err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, cluster.AdminURL())
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	signerAddr, stopSigner, err := startSigner(ctx, pool)
+	if err != nil {
+		return err
+	}
+	defer stopSigner()
+	bareAddr, stopBare, err := serve(&fasthttp.Server{Handler: bare302})
+	if err != nil {
+		return err
+	}
+	defer stopBare()
+
+	// wrk cycles through every track via a Lua script, so the signer is
+	// measured on the whole seeded catalogue, cache-hot after warm-up.
+	script, err := writeScript(ids)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(script)
+
+	fmt.Printf("warming up the signer's cache with %d tracks\n", len(ids))
+	if _, err := wrk(signerAddr, script, 2, 16, 3*time.Second); err != nil {
+		return err
+	}
+
+	results := map[string][]result{}
+	for r := 0; r < *rounds; r++ {
+		for _, target := range []struct{ name, addr string }{{"bare302", bareAddr}, {"signer", signerAddr}} {
+			res, err := wrk(target.addr, script, *threads, *conns, *duration)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("round %d %-8s %10.0f req/s  p50 %-8s p99 %-8s non-3xx %d\n", r+1, target.name, res.rps, res.p50, res.p99, res.errors)
+			results[target.name] = append(results[target.name], res)
+		}
+	}
+	bare, signer := median(results["bare302"]), median(results["signer"])
+	fmt.Printf("\nmedians of %d rounds, %d connections, %d wrk threads, %s each\n", *rounds, *conns, *threads, *duration)
+	fmt.Printf("  bare302 %10.0f req/s  p99 %s\n", bare.rps, bare.p99)
+	fmt.Printf("  signer  %10.0f req/s  p99 %s\n", signer.rps, signer.p99)
+	fmt.Printf("  ratio   %10.2f  (target >= 0.80)\n", signer.rps/bare.rps)
+	return nil
+}
+
+func bare302(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.SetStatusCode(fasthttp.StatusFound)
+	ctx.Response.Header.Set(fasthttp.HeaderLocation,
+		"https://zone.b-cdn.net/tracks/0190a0b4-0000-7000-8000-000000000001/c4ff534378040eca27f54b542bba32f42fc498315cf88621c6a282e4e1274bf3.mp3?token=HS256-o10JRWlsAItyAsdKS6jJKjabHN4FrFsplDHPV1idcX4&expires=1598024587")
+}
+
+func seed(ctx context.Context, url string, n int) ([]string, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	if _, err := schema.Migrate(ctx, conn); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	store := catalog.NewStore(pool, nil)
+	var ids []string
+	for i := 0; i < n; i++ {
+		t, err := store.CreateTrack(ctx, "bench", catalog.NewTrack{Title: fmt.Sprintf("Track %d", i), Artist: "Bench", Visibility: catalog.Public})
+		if err != nil {
+			return nil, err
+		}
+		sum := fmt.Sprintf("%064x", i+1)
+		if _, err := store.SetAudio(ctx, t.ID, t.Version, catalog.Audio{Backend: "local",
+			Key: catalog.OriginalKey(t.ID, sum, "mp3"), ContentType: "audio/mpeg", Size: 1 << 20, SHA256: sum}, false); err != nil {
+			return nil, err
+		}
+		ids = append(ids, t.ID.String())
+	}
+	return ids, nil
+}
+
+func startSigner(ctx context.Context, pool *pgxpool.Pool) (string, func(), error) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	set := metrics.NewSet()
+	cache, err := trackcache.New(trackcache.Config{MaxBytes: 256 << 20, NegativeTTL: 10 * time.Second, GrantTTL: time.Minute}, pool, log, set)
+	if err != nil {
+		return "", nil, err
+	}
+	signer, err := token.New(token.Config{Provider: "bunny", BaseURL: "https://zone.b-cdn.net", Key: []byte("0d1c3a6e-9f7b-4b8e-8f5a-2c1d0e9f8a7b")})
+	if err != nil {
+		return "", nil, err
+	}
+	srv, err := playback.New(playback.Config{Provider: "bunny", TokenTTL: time.Hour, TokenBucket: 5 * time.Minute},
+		cache, signer, nil, log, set, cache.Ready(pool))
+	if err != nil {
+		return "", nil, err
+	}
+	addr, stop, err := serve(srv.HTTPServer())
+	return addr, func() { stop(); cache.Close() }, err
+}
+
+func serve(srv *fasthttp.Server) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = ops.Serve(ctx, srv, ln, 5*time.Second); close(done) }()
+	return ln.Addr().String(), func() { cancel(); <-done }, nil
+}
+
+func writeScript(ids []string) (string, error) {
+	f, err := os.CreateTemp("", "signerbench-*.lua")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, "local paths = {")
+	for _, id := range ids {
+		fmt.Fprintf(w, "  %q,\n", "/v1/tracks/"+id+"/stream")
+	}
+	fmt.Fprintln(w, "}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend")
+	return f.Name(), w.Flush()
+}
+
+type result struct {
+	rps      float64
+	p50, p99 string
+	errors   int
+}
+
+var (
+	rpsRe    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	p50Re    = regexp.MustCompile(`\n\s+50%\s+(\S+)`)
+	p99Re    = regexp.MustCompile(`\n\s+99%\s+(\S+)`)
+	non2xxRe = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+)
+
+func wrk(addr, script string, threads, conns int, d time.Duration) (result, error) {
+	out, err := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", d.String(), "--latency", "-s", script, "http://"+addr).CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %w: %s", err, out)
+	}
+	m := rpsRe.FindSubmatch(out)
+	if m == nil {
+		return result{}, fmt.Errorf("wrk printed no rate: %s", out)
+	}
+	var r result
+	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	if m := p50Re.FindSubmatch(out); m != nil {
+		r.p50 = string(m[1])
+	}
+	if m := p99Re.FindSubmatch(out); m != nil {
+		r.p99 = string(m[1])
+	}
+	if m := non2xxRe.FindSubmatch(out); m != nil {
+		r.errors, _ = strconv.Atoi(string(bytes.TrimSpace(m[1])))
+	}
+	return r, nil
+}
+
+// median picks the run with the median rate (and its latencies).
+func median(rs []result) result {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b result) int { return int(a.rps - b.rps) })
+	return s[len(s)/2]
+}
+
