@@ -15,6 +15,9 @@ import (
 // errUsage marks command-line mistakes (exit 2, like flag's own).
 var errUsage = errors.New("usage")
 
+// errReported marks a failure already printed (signer verify's reason).
+var errReported = errors.New("reported")
+
 func exitCode(err error) int {
 	if errors.Is(err, errUsage) {
 		return 2
@@ -107,7 +110,7 @@ func verifyCmd(args []string, stdout io.Writer) error {
 	}
 	if _, err := v.Verify(u.RequestURI(), client, now); err != nil {
 		fmt.Fprintln(stdout, err)
-		return err
+		return fmt.Errorf("%w: %w", errReported, err)
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -32,7 +33,9 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "signer:", err)
+		if !errors.Is(err, errReported) {
+			fmt.Fprintln(os.Stderr, "signer:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }

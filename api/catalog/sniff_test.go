@@ -87,3 +87,24 @@ func FuzzSniff(f *testing.F) {
 		}
 	})
 }
+
+func TestShareTokenSyntax(t *testing.T) {
+	tok, hash := NewShareToken()
+	assert.True(t, ValidShareTokenSyntax(tok))
+	assert.Equal(t, HashShareToken(tok), hash)
+	for _, bad := range []string{"", "short", tok + "A", "AAAAAAAAAAAAAAAAAAAAA=", "AAAAAAAAAAAAAAAAAAAA+/"} {
+		assert.False(t, ValidShareTokenSyntax(bad), bad)
+	}
+}
+
+func FuzzShareTokenSyntax(f *testing.F) {
+	tok, _ := NewShareToken()
+	f.Add(tok)
+	f.Add("AAAAAAAAAAAAAAAAAAAAAB")
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidShareTokenSyntax(s) {
+			assert.Len(t, s, ShareTokenLen)
+			assert.NotContains(t, s, "=")
+		}
+	})
+}

@@ -304,14 +304,18 @@ func (b *Bunny) Verify(requestURI string, client netip.Addr, now time.Time) (str
 	// plain-hash schemes do not, so both are tried.
 	ips := []netip.Addr{{}}
 	switch {
-	case b.scheme == BunnyHMAC && strings.HasPrefix(p.token, "HS256-1-"):
-		if !client.IsValid() {
-			return "", ErrSignature
+	case b.scheme == BunnyHMAC:
+		bound, ok := hmacTokenBound(p.token)
+		if !ok {
+			return "", ErrMalformed
 		}
-		ips = []netip.Addr{client}
-	case b.scheme == BunnyHMAC && !strings.HasPrefix(p.token, "HS256-"):
-		return "", ErrMalformed
-	case b.scheme != BunnyHMAC && client.IsValid():
+		if bound {
+			if !client.IsValid() {
+				return "", ErrSignature
+			}
+			ips = []netip.Addr{client}
+		}
+	case client.IsValid():
 		ips = append(ips, client)
 	}
 	for _, k := range b.keys {
@@ -331,6 +335,25 @@ func (b *Bunny) tokenMatches(k *bunnyKey, r *Request, signingData, got string) b
 	defer k.pool.Put(s)
 	want := b.appendToken(make([]byte, 0, 64), k, s, r, []byte(signingData))
 	return subtle.ConstantTimeCompare(want, []byte(got)) == 1
+}
+
+// hmacTokenLen is the length of an HMAC-SHA256 in unpadded base64.
+const hmacTokenLen = 43
+
+// hmacTokenBound reads a V2 HMAC token's shape. "HS256-1-" marks an
+// IP-bound token, but a base64 digest may itself begin with "1-" (one in
+// 4096), so the length decides: the digest is always 43 characters.
+func hmacTokenBound(tok string) (bound, ok bool) {
+	rest, ok := strings.CutPrefix(tok, "HS256-")
+	switch {
+	case !ok:
+		return false, false
+	case len(rest) == hmacTokenLen:
+		return false, true
+	case len(rest) == hmacTokenLen+2 && strings.HasPrefix(rest, "1-"):
+		return true, true
+	}
+	return false, false
 }
 
 type parsedBunny struct {

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(context.Background(), args, &out, &out)
+	return out.String(), err
+}
+
+// The command line reproduces the shared vectors: operators and tests
+// can check a URL from outside the code.
+func TestSignCommandReproducesVectors(t *testing.T) {
+	root, err := os.Getwd()
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(root, "..", "..", "shared", "vectors", "bunny.json"))
+	require.NoError(t, err, "the shared vectors are expected beside the repository")
+	var f struct {
+		Vectors []struct {
+			Name, Provider, Key, Path, IP, Countries, Want string
+			BaseURL                                      string `json:"base_url"`
+			Expires                                      int64
+			TokenPath                                    string `json:"token_path"`
+			CountriesBlocked                             string `json:"countries_blocked"`
+			PathForm                                     bool   `json:"path_form"`
+			IgnoreParams                                 bool   `json:"ignore_params"`
+			Limit                                        int64
+		}
+	}
+	require.NoError(t, json.Unmarshal(b, &f))
+	require.NotEmpty(t, f.Vectors)
+	for _, v := range f.Vectors {
+		t.Run(v.Name, func(t *testing.T) {
+			args := []string{"sign", "--provider", v.Provider, "--key", v.Key, "--base-url", v.BaseURL,
+				"--path", v.Path, "--expires", itoa(v.Expires)}
+			add := func(flag, val string) {
+				if val != "" {
+					args = append(args, flag, val)
+				}
+			}
+			add("--token-path", v.TokenPath)
+			add("--ip", v.IP)
+			add("--countries", v.Countries)
+			add("--countries-blocked", v.CountriesBlocked)
+			if v.Limit != 0 {
+				add("--limit", itoa(v.Limit))
+			}
+			if v.PathForm {
+				args = append(args, "--path-form")
+			}
+			if v.IgnoreParams {
+				args = append(args, "--ignore-params")
+			}
+			out, err := runCLI(t, args...)
+			require.NoError(t, err)
+			assert.Equal(t, v.Want+"\n", out, "prints the URL only")
+
+			verifyArgs := []string{"verify", "--provider", v.Provider, "--key", v.Key, "--url", v.Want, "--now", itoa(v.Expires - 1)}
+			if v.IP != "" {
+				verifyArgs = append(verifyArgs, "--ip", v.IP)
+			}
+			out, err = runCLI(t, verifyArgs...)
+			require.NoError(t, err)
+			assert.Equal(t, "ok\n", out)
+		})
+	}
+}
+
+func TestVerifyCommandReportsTheReason(t *testing.T) {
+	url := "https://token-tester.b-cdn.net/300kb.jpg?token=HS256-o10JRWlsAItyAsdKS6jJKjabHN4FrFsplDHPV1idcX4&expires=1598024587"
+	out, err := runCLI(t, "verify", "--key", "SecurityKey", "--url", url, "--now", "1598024588")
+	require.Error(t, err)
+	assert.Equal(t, "token: expired\n", out)
+	assert.Equal(t, 1, exitCode(err))
+	out, err = runCLI(t, "verify", "--key", "WrongKey", "--url", url, "--now", "1598024000")
+	require.Error(t, err)
+	assert.Equal(t, "token: signature does not match\n", out)
+	out, err = runCLI(t, "verify", "--key", "WrongKey", "--previous-key", "SecurityKey", "--url", url, "--now", "1598024000")
+	require.NoError(t, err, "the previous key is accepted")
+	assert.Equal(t, "ok\n", out)
+
+	_, err = runCLI(t, "verify", "--url", url)
+	assert.Equal(t, 2, exitCode(err), "a usage error")
+}
+
+// SPEC §4.5: never a silent fallback to unsigned URLs.
+func TestServeFailsSafe(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"CDN enabled without a key", map[string]string{"CDN_ENABLED": "true", "CDN_BASE_URL": "https://zone.b-cdn.net"},
+			[]string{"CDN_SECURITY_KEY must be set"}},
+		{"CDN enabled with a short key", map[string]string{"CDN_ENABLED": "true", "CDN_BASE_URL": "https://zone.b-cdn.net", "CDN_SECURITY_KEY": "short"},
+			[]string{"CDN_SECURITY_KEY must be set"}},
+		{"unknown provider and bad base URL", map[string]string{"CDN_ENABLED": "true", "CDN_PROVIDER": "akamai", "CDN_BASE_URL": "zone.b-cdn.net", "CDN_SECURITY_KEY": "0123456789abcdef0123"},
+			[]string{`CDN_PROVIDER "akamai" is unknown`, "CDN_BASE_URL"}},
+		{"no CDN and no origin key", map[string]string{"CDN_ENABLED": "false"},
+			[]string{"ORIGIN_TOKEN_KEY must be set"}},
+		{"bad proxies and TTL", map[string]string{"ORIGIN_TOKEN_KEY": "0123456789abcdef0123", "TRUSTED_PROXIES": "10.0.0.0/8,nope", "CDN_TOKEN_TTL": "10s"},
+			[]string{"TRUSTED_PROXIES", "CDN_TOKEN_TTL must be at least 1m"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("DATABASE_URL", "postgres://127.0.0.1:1/x")
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			_, err := runCLI(t, "serve")
+			require.Error(t, err)
+			for _, w := range c.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.True(t, strings.HasPrefix(err.Error(), "invalid configuration"), err.Error())
+		})
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
