@@ -31,13 +31,13 @@ func TestSignCommandReproducesVectors(t *testing.T) {
 	var f struct {
 		Vectors []struct {
 			Name, Provider, Key, Path, IP, Countries, Want string
-			BaseURL                                      string `json:"base_url"`
-			Expires                                      int64
-			TokenPath                                    string `json:"token_path"`
-			CountriesBlocked                             string `json:"countries_blocked"`
-			PathForm                                     bool   `json:"path_form"`
-			IgnoreParams                                 bool   `json:"ignore_params"`
-			Limit                                        int64
+			BaseURL                                        string `json:"base_url"`
+			Expires                                        int64
+			TokenPath                                      string `json:"token_path"`
+			CountriesBlocked                               string `json:"countries_blocked"`
+			PathForm                                       bool   `json:"path_form"`
+			IgnoreParams                                   bool   `json:"ignore_params"`
+			Limit                                          int64
 		}
 	}
 	require.NoError(t, json.Unmarshal(b, &f))

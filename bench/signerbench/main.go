@@ -244,4 +244,3 @@ func median(rs []result) result {
 	slices.SortFunc(s, func(a, b result) int { return int(a.rps - b.rps) })
 	return s[len(s)/2]
 }
-
