@@ -1,0 +1,170 @@
+// Command origin serves playgate's objects to CDN pull zones (SPEC §5):
+// originals with byte ranges and HLS playlists and segments with immutable
+// caching, from local disk or S3-compatible storage. It never touches the
+// database.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/playgate/playgate/internal/envcfg"
+	"github.com/playgate/playgate/internal/ops"
+	"github.com/playgate/playgate/origin/serve"
+	"github.com/playgate/playgate/origin/storage"
+	"github.com/playgate/playgate/signer/token"
+)
+
+// Config is the origin's environment (deploy/env.example documents it).
+type Config struct {
+	Addr string `envconfig:"ORIGIN_ADDR" default:":8082"`
+
+	// Auth defaults to token without a CDN and header with one.
+	Auth                   string `envconfig:"ORIGIN_AUTH"`
+	CDNEnabled             bool   `envconfig:"CDN_ENABLED"`
+	OriginPublicURL        string `envconfig:"ORIGIN_PUBLIC_URL" default:"http://localhost:8082"`
+	OriginTokenKey         string `envconfig:"ORIGIN_TOKEN_KEY"`
+	OriginTokenKeyPrevious string `envconfig:"ORIGIN_TOKEN_KEY_PREVIOUS"`
+	OriginSecret           string `envconfig:"ORIGIN_SECRET"`
+	OriginSecretHeader     string `envconfig:"ORIGIN_SECRET_HEADER" default:"X-Origin-Secret"`
+
+	CORSOrigins    []string      `envconfig:"CORS_ORIGINS" default:"*"`
+	PlaylistMaxAge time.Duration `envconfig:"PLAYLIST_MAX_AGE" default:"60s"`
+	WriteTimeout   time.Duration `envconfig:"ORIGIN_WRITE_TIMEOUT" default:"10m"`
+	MaxConns       int           `envconfig:"ORIGIN_MAX_CONNS" default:"10000"`
+
+	TrackStorageBackend string `envconfig:"TRACK_STORAGE_BACKEND" default:"local"`
+	FallbackBackend     string `envconfig:"ORIGIN_FALLBACK_BACKEND"`
+	StorageDir          string `envconfig:"STORAGE_DIR" default:".data/objects"`
+	S3Endpoint          string `envconfig:"S3_ENDPOINT"`
+	S3Bucket            string `envconfig:"S3_BUCKET"`
+	S3Region            string `envconfig:"S3_REGION" default:"us-east-1"`
+	S3AccessKeyID       string `envconfig:"S3_ACCESS_KEY_ID"`
+	S3SecretAccessKey   string `envconfig:"S3_SECRET_ACCESS_KEY"`
+	S3ForcePathStyle    bool   `envconfig:"S3_FORCE_PATH_STYLE"`
+
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
+}
+
+func (c *Config) auth() serve.Auth {
+	switch {
+	case c.Auth != "":
+		return serve.Auth(c.Auth)
+	case c.CDNEnabled:
+		return serve.AuthHeader
+	}
+	return serve.AuthToken
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, b := range []struct{ name, value string }{{"TRACK_STORAGE_BACKEND", c.TrackStorageBackend}, {"ORIGIN_FALLBACK_BACKEND", c.FallbackBackend}} {
+		if b.value != "" && b.value != "local" && b.value != "s3" {
+			errs = append(errs, fmt.Errorf("%s must be local or s3, not %q", b.name, b.value))
+		}
+	}
+	if c.FallbackBackend != "" && c.FallbackBackend == c.TrackStorageBackend {
+		errs = append(errs, errors.New("ORIGIN_FALLBACK_BACKEND must differ from TRACK_STORAGE_BACKEND"))
+	}
+	if (c.TrackStorageBackend == "s3" || c.FallbackBackend == "s3") && c.S3Bucket == "" {
+		errs = append(errs, errors.New("the s3 backend needs S3_BUCKET"))
+	}
+	if c.auth() == serve.AuthToken && len(c.OriginTokenKey) < token.MinKeyLen {
+		errs = append(errs, fmt.Errorf("ORIGIN_AUTH=token needs ORIGIN_TOKEN_KEY (at least %d characters)", token.MinKeyLen))
+	}
+	if c.MaxConns <= 0 {
+		errs = append(errs, errors.New("ORIGIN_MAX_CONNS must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "origin:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, stderr io.Writer) error {
+	var cfg Config
+	if err := envcfg.Load(&cfg); err != nil {
+		return err
+	}
+	log, err := ops.NewLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	sc := storage.Config{S3: storage.S3Config{
+		Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, Region: cfg.S3Region,
+		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey, ForcePathStyle: cfg.S3ForcePathStyle,
+	}}
+	if cfg.TrackStorageBackend == "local" || cfg.FallbackBackend == "local" {
+		sc.Dir = cfg.StorageDir
+	}
+	if cfg.TrackStorageBackend != "s3" && cfg.FallbackBackend != "s3" {
+		sc.S3.Bucket = ""
+	}
+	all, err := storage.OpenAll(ctx, sc)
+	if err != nil {
+		return err
+	}
+	var backends []storage.Backend
+	for _, name := range []string{cfg.TrackStorageBackend, cfg.FallbackBackend} {
+		if name != "" {
+			b, err := storage.Pick(all, name)
+			if err != nil {
+				return err
+			}
+			backends = append(backends, b)
+		}
+	}
+
+	sconf := serve.Config{
+		Auth: cfg.auth(), SecretHeader: cfg.OriginSecretHeader, Secret: []byte(cfg.OriginSecret),
+		CORSOrigins: trimAll(cfg.CORSOrigins), PlaylistMaxAge: cfg.PlaylistMaxAge,
+		WriteTimeout: cfg.WriteTimeout, MaxConns: cfg.MaxConns,
+	}
+	if sconf.Auth == serve.AuthToken {
+		v, err := token.New(token.Config{Provider: "origin", BaseURL: cfg.OriginPublicURL,
+			Key: []byte(cfg.OriginTokenKey), PreviousKey: []byte(cfg.OriginTokenKeyPrevious)})
+		if err != nil {
+			return fmt.Errorf("ORIGIN_TOKEN_KEY: %w", err)
+		}
+		sconf.Verifier = v
+	}
+	set := metrics.NewSet()
+	srv, err := serve.New(sconf, backends, log, set)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ORIGIN_ADDR: %w", err)
+	}
+	log.Info("origin listening", "addr", ln.Addr().String(), "auth", sconf.Auth, "storage", cfg.TrackStorageBackend)
+	return ops.Serve(ctx, srv.HTTPServer(), ln, 10*time.Second)
+}
+
+func trimAll(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

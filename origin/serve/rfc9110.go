@@ -1,0 +1,203 @@
+package serve
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// byteRange is a satisfiable range of a representation.
+type byteRange struct {
+	start, length int64
+}
+
+// maxRanges bounds the ranges considered in one header: more is a
+// resource-exhaustion attempt, not a player, so the header is ignored.
+const maxRanges = 16
+
+var errUnsatisfiable = errors.New("range not satisfiable")
+
+// parseRange reads a Range header (RFC 9110 §14.1.2) for a representation
+// of size bytes. It returns:
+//   - nil, nil when the header must be ignored and the whole
+//     representation sent: absent, another unit, invalid syntax (§14.2),
+//     an empty representation, or more than maxRanges ranges;
+//   - errUnsatisfiable when no range overlaps the representation (416);
+//   - otherwise the satisfiable ranges, clipped to the representation,
+//     in the order asked.
+func parseRange(h string, size int64) ([]byteRange, error) {
+	spec, ok := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	if !ok || size == 0 {
+		return nil, nil
+	}
+	var out []byteRange
+	n := 0
+	for part := range strings.SplitSeq(spec, ",") {
+		part = strings.Trim(part, " \t")
+		if part == "" {
+			continue // RFC 9110 §5.6.1: empty list elements are ignored
+		}
+		if n++; n > maxRanges {
+			return nil, nil
+		}
+		first, last, ok := strings.Cut(part, "-")
+		if !ok {
+			return nil, nil
+		}
+		if first == "" { // suffix-range: the last N bytes
+			n, ok := parseDigits(last)
+			if !ok {
+				return nil, nil
+			}
+			if n == 0 {
+				continue // unsatisfiable
+			}
+			n = min(n, size)
+			out = append(out, byteRange{start: size - n, length: n})
+			continue
+		}
+		start, ok := parseDigits(first)
+		if !ok {
+			return nil, nil
+		}
+		end := size - 1
+		if last != "" {
+			e, ok := parseDigits(last)
+			if !ok || e < start {
+				return nil, nil // invalid: the whole header is ignored
+			}
+			end = min(e, size-1)
+		}
+		if start >= size {
+			continue // unsatisfiable
+		}
+		out = append(out, byteRange{start: start, length: end - start + 1})
+	}
+	if len(out) == 0 {
+		if n == 0 {
+			return nil, nil // "bytes=" with nothing in it
+		}
+		return nil, errUnsatisfiable
+	}
+	return out, nil
+}
+
+// parseDigits parses 1*DIGIT without signs or overflow.
+func parseDigits(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// coalesce merges overlapping and adjacent ranges (RFC 9110 §14.2 allows
+// a server to) and returns them in order.
+func coalesce(rs []byteRange) []byteRange {
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b byteRange) int { return int(a.start - b.start) })
+	out := rs[:1]
+	for _, r := range rs[1:] {
+		last := &out[len(out)-1]
+		if r.start <= last.start+last.length {
+			last.length = max(last.start+last.length, r.start+r.length) - last.start
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// etagMatches compares an If-Match / If-None-Match list with etag
+// (quoted). strong selects strong comparison (RFC 9110 §8.8.3.2).
+func etagMatches(list, etag string, strong bool) bool {
+	list = strings.TrimSpace(list)
+	if list == "*" {
+		return true
+	}
+	for tag := range strings.SplitSeq(list, ",") {
+		tag = strings.TrimSpace(tag)
+		weak := strings.HasPrefix(tag, "W/")
+		if weak {
+			if strong {
+				continue
+			}
+			tag = tag[2:]
+		}
+		if tag == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// precondition is the outcome of evaluating conditional headers.
+type precondition int
+
+const (
+	proceed     precondition = iota
+	notModified              // 304
+	failed                   // 412
+	ignoreRange              // If-Range did not match: send all
+)
+
+// conditionalHeaders are the request headers RFC 9110 §13 evaluates.
+type conditionalHeaders struct {
+	ifMatch, ifNoneMatch, ifModifiedSince, ifUnmodifiedSince, ifRange string
+	hasRange                                                          bool
+}
+
+// evaluate applies RFC 9110 §13.2.2's order to a GET or HEAD of a
+// representation with etag (quoted) and modification time mod.
+func (c conditionalHeaders) evaluate(etag string, mod time.Time) precondition {
+	switch {
+	case c.ifMatch != "":
+		if !etagMatches(c.ifMatch, etag, true) {
+			return failed
+		}
+	case c.ifUnmodifiedSince != "":
+		if t, err := parseHTTPDate(c.ifUnmodifiedSince); err == nil && mod.Truncate(time.Second).After(t) {
+			return failed
+		}
+	}
+	switch {
+	case c.ifNoneMatch != "":
+		if etagMatches(c.ifNoneMatch, etag, false) {
+			return notModified
+		}
+	case c.ifModifiedSince != "":
+		if t, err := parseHTTPDate(c.ifModifiedSince); err == nil && !mod.Truncate(time.Second).After(t) {
+			return notModified
+		}
+	}
+	if c.hasRange && c.ifRange != "" {
+		// §13.1.5: an entity tag must match strongly; a date must equal
+		// the Last-Modified exactly.
+		if strings.HasPrefix(c.ifRange, `"`) || strings.HasPrefix(c.ifRange, "W/") {
+			if !etagMatches(c.ifRange, etag, true) {
+				return ignoreRange
+			}
+		} else if t, err := parseHTTPDate(c.ifRange); err != nil || !t.Equal(mod.Truncate(time.Second)) {
+			return ignoreRange
+		}
+	}
+	return proceed
+}
+
+// parseHTTPDate parses the IMF-fixdate and the two obsolete formats
+// (RFC 9110 §5.6.7).
+func parseHTTPDate(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC1123, time.RFC850, time.ANSIC} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, errors.New("not an HTTP date")
+}

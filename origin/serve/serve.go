@@ -1,0 +1,475 @@
+// Package serve is the origin's HTTP surface (SPEC §5): GET and HEAD of
+// objects under tracks/ and hls/ from the storage backends, with RFC 9110
+// ranges and conditionals, the caching headers CDNs and players need,
+// CORS, and the pull authentication of SPEC §5.4. It never touches the
+// database, so origins scale by copies.
+//
+// Multiple ranges: overlapping and adjacent ones are merged; if more than
+// one remains, the whole representation is sent with 200 (RFC 9110 §14.2
+// lets a server ignore Range). CDNs and players ask for one range.
+package serve
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"github.com/playgate/playgate/internal/ops"
+	"github.com/playgate/playgate/internal/problem"
+	"github.com/playgate/playgate/origin/storage"
+	"github.com/playgate/playgate/signer/token"
+)
+
+// Auth is who may pull (SPEC §5.4).
+type Auth string
+
+// The pull authentication modes.
+const (
+	AuthToken  Auth = "token"  // a signed URL, verified as the edge would
+	AuthHeader Auth = "header" // a shared secret header the CDN adds
+	AuthNone   Auth = "none"   // private networks only
+)
+
+// Config is the origin's behaviour.
+type Config struct {
+	Auth Auth
+	// Verifier checks signed URLs (AuthToken).
+	Verifier token.Verifier
+	// SecretHeader and Secret are the shared secret (AuthHeader).
+	SecretHeader string
+	Secret       []byte
+	// CORSOrigins are the allowed origins; "*" allows any.
+	CORSOrigins []string
+	// PlaylistMaxAge is how long CDNs and players may cache a playlist.
+	PlaylistMaxAge time.Duration
+	// WriteTimeout bounds sending one response (large originals to slow
+	// clients need minutes).
+	WriteTimeout time.Duration
+	// MaxConns bounds concurrent connections.
+	MaxConns int
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	switch c.Auth {
+	case AuthToken:
+		if c.Verifier == nil {
+			errs = append(errs, errors.New("ORIGIN_AUTH=token needs ORIGIN_TOKEN_KEY"))
+		}
+	case AuthHeader:
+		if len(c.Secret) < 16 {
+			errs = append(errs, errors.New("ORIGIN_AUTH=header needs ORIGIN_SECRET of at least 16 characters"))
+		}
+		if c.SecretHeader == "" {
+			errs = append(errs, errors.New("ORIGIN_SECRET_HEADER must not be empty"))
+		}
+	case AuthNone:
+	default:
+		errs = append(errs, fmt.Errorf("ORIGIN_AUTH must be token, header or none, not %q", c.Auth))
+	}
+	if len(c.CORSOrigins) == 0 {
+		errs = append(errs, errors.New("CORS_ORIGINS must name at least one origin, or *"))
+	}
+	if c.PlaylistMaxAge < 0 {
+		errs = append(errs, errors.New("PLAYLIST_MAX_AGE must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// maxPlaylistBytes bounds a playlist read whole to be compressed.
+const maxPlaylistBytes = 1 << 20
+
+// Server serves objects.
+type Server struct {
+	cfg       Config
+	backends  []storage.Backend // tried in order on not-found
+	log       *slog.Logger
+	handler   fasthttp.RequestHandler
+	corsAny   bool
+	immutable string
+	playlist  string
+
+	bytesServed   map[string]*metrics.Counter
+	storageTime   map[string]*metrics.PrometheusHistogram
+	rangeRequests *metrics.Counter
+	authFailures  *metrics.Counter
+}
+
+// New builds the origin. backends are tried in order: the configured one,
+// then, during a migration between backends, the other.
+func New(cfg Config, backends []storage.Backend, log *slog.Logger, set *metrics.Set) (*Server, error) {
+	if cfg.PlaylistMaxAge == 0 {
+		cfg.PlaylistMaxAge = time.Minute
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 10 * time.Minute
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(backends) == 0 || log == nil || set == nil {
+		return nil, errors.New("serve: a backend, a logger and metrics are required")
+	}
+	s := &Server{
+		cfg: cfg, backends: backends, log: log,
+		corsAny:       slices.Contains(cfg.CORSOrigins, "*"),
+		immutable:     "public, max-age=31536000, immutable",
+		playlist:      "public, max-age=" + strconv.Itoa(int(cfg.PlaylistMaxAge.Seconds())),
+		bytesServed:   map[string]*metrics.Counter{},
+		storageTime:   map[string]*metrics.PrometheusHistogram{},
+		rangeRequests: set.NewCounter("playgate_origin_range_requests_total"),
+		authFailures:  set.NewCounter("playgate_origin_auth_failures_total"),
+	}
+	for _, b := range backends {
+		s.bytesServed[b.Name()] = set.GetOrCreateCounter(fmt.Sprintf(`playgate_origin_served_bytes_total{backend=%q}`, b.Name()))
+		s.storageTime[b.Name()] = set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`playgate_origin_storage_duration_seconds{backend=%q}`, b.Name()))
+	}
+	if cfg.Auth == AuthNone {
+		log.Warn("ORIGIN_AUTH=none: anyone who can reach this origin can read every object; use it on private networks only")
+	}
+
+	r := router.New()
+	r.NotFound = ops.NotFound
+	r.MethodNotAllowed = ops.MethodNotAllowed
+	ops.Mount(r, set, nil)
+	objects := ops.NewRequestMetrics(set, "origin").Wrap("object", s.object)
+	s.handler = ops.Recover(log, func(ctx *fasthttp.RequestCtx) {
+		p := ctx.Path()
+		if bytes.Equal(p, []byte("/healthz")) || bytes.Equal(p, []byte("/readyz")) || bytes.Equal(p, []byte("/metrics")) {
+			r.Handler(ctx)
+			return
+		}
+		objects(ctx)
+	})
+	return s, nil
+}
+
+// Handler is the origin's root handler.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
+
+// HTTPServer is a fasthttp server hardened for the open internet: bounded
+// headers, no request bodies, timeouts, a connection limit.
+func (s *Server) HTTPServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:            s.handler,
+		Name:               "playgate-origin",
+		ReadBufferSize:     8 << 10, // bounds the request line and headers
+		MaxRequestBodySize: 1 << 10,
+		ReadTimeout:        15 * time.Second,
+		WriteTimeout:       s.cfg.WriteTimeout,
+		IdleTimeout:        2 * time.Minute,
+		Concurrency:        s.cfg.MaxConns,
+		ErrorHandler:       ops.ErrorHandler,
+		CloseOnShutdown:    true,
+		// Objects are already compressed audio; playlists are gzipped by
+		// the handler itself.
+		NoDefaultContentType: true,
+	}
+}
+
+func (s *Server) object(ctx *fasthttp.RequestCtx) {
+	s.cors(ctx)
+	switch {
+	case ctx.IsOptions():
+		s.preflight(ctx)
+		return
+	case !ctx.IsGet() && !ctx.IsHead():
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD, OPTIONS")
+		s.problem(ctx, fasthttp.StatusMethodNotAllowed, problem.MethodNotAllowed, "method not allowed")
+		return
+	}
+
+	rawPath := string(ctx.Request.URI().PathOriginal())
+	if s.cfg.Auth == AuthToken {
+		peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+		p, err := s.cfg.Verifier.Verify(string(ctx.RequestURI()), peer.Unmap(), time.Now())
+		if err != nil {
+			s.authFailures.Inc()
+			s.problem(ctx, fasthttp.StatusForbidden, problem.Forbidden, "missing, expired or invalid token")
+			return
+		}
+		rawPath = p
+	} else if s.cfg.Auth == AuthHeader {
+		got := ctx.Request.Header.Peek(s.cfg.SecretHeader)
+		if subtle.ConstantTimeCompare(got, s.cfg.Secret) != 1 {
+			s.authFailures.Inc()
+			s.problem(ctx, fasthttp.StatusForbidden, problem.Forbidden, "this origin serves its CDN only")
+			return
+		}
+	}
+	key, err := objectKey(rawPath)
+	switch {
+	case errors.Is(err, errBadPath):
+		s.problem(ctx, fasthttp.StatusBadRequest, problem.InvalidParameter, "malformed object path")
+		return
+	case err != nil:
+		s.problem(ctx, fasthttp.StatusNotFound, problem.NotFound, "no such object")
+		return
+	}
+
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, obj, err := s.stat(c, key)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			s.problem(ctx, fasthttp.StatusNotFound, problem.NotFound, "no such object")
+			return
+		}
+		s.log.Error("cannot stat object", "key", key, "err", err)
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "5")
+		s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+		return
+	}
+
+	h := &ctx.Response.Header
+	etag := `"` + obj.ETag + `"`
+	cacheControl := "public, max-age=60"
+	if hash, ok := contentHash(key); ok {
+		etag = `"` + hash + `"`
+		cacheControl = s.immutable
+	}
+	if isPlaylist(key) {
+		cacheControl = s.playlist
+		h.Set(fasthttp.HeaderVary, "Accept-Encoding")
+	}
+	h.Set(fasthttp.HeaderAcceptRanges, "bytes")
+	h.Set(fasthttp.HeaderCacheControl, cacheControl)
+	if !obj.ModTime.IsZero() {
+		h.Set(fasthttp.HeaderLastModified, obj.ModTime.UTC().Format(http.TimeFormat))
+	}
+	if name := ctx.QueryArgs().Peek("download"); len(name) > 0 {
+		h.Set(fasthttp.HeaderContentDisposition, mime.FormatMediaType("attachment", map[string]string{"filename": string(name)}))
+	}
+
+	if isPlaylist(key) && acceptsGzip(ctx) && obj.Size <= maxPlaylistBytes {
+		s.gzipPlaylist(ctx, c, b, key, etag, obj)
+		return
+	}
+	h.Set(fasthttp.HeaderETag, etag)
+
+	rangeHeader := string(ctx.Request.Header.Peek(fasthttp.HeaderRange))
+	cond := conditionalHeaders{
+		ifMatch:           string(ctx.Request.Header.Peek(fasthttp.HeaderIfMatch)),
+		ifNoneMatch:       string(ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch)),
+		ifModifiedSince:   string(ctx.Request.Header.Peek(fasthttp.HeaderIfModifiedSince)),
+		ifUnmodifiedSince: string(ctx.Request.Header.Peek(fasthttp.HeaderIfUnmodifiedSince)),
+		ifRange:           string(ctx.Request.Header.Peek(fasthttp.HeaderIfRange)),
+		hasRange:          rangeHeader != "",
+	}
+	switch cond.evaluate(etag, obj.ModTime) {
+	case notModified:
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		return
+	case failed:
+		s.problem(ctx, fasthttp.StatusPreconditionFailed, problem.PreconditionFailed, "precondition failed")
+		return
+	case ignoreRange:
+		rangeHeader = ""
+	}
+	h.SetContentType(contentType(key))
+
+	// RFC 9110 §14.2: Range is defined for GET only; HEAD answers as a
+	// GET without Range would.
+	offset, length := int64(0), obj.Size
+	if rangeHeader != "" && ctx.IsGet() {
+		ranges, err := parseRange(rangeHeader, obj.Size)
+		if errors.Is(err, errUnsatisfiable) {
+			h.Set(fasthttp.HeaderContentRange, "bytes */"+strconv.FormatInt(obj.Size, 10))
+			s.problem(ctx, fasthttp.StatusRequestedRangeNotSatisfiable, problem.RangeNotSatisfiable, "range not satisfiable")
+			return
+		}
+		if len(ranges) > 0 {
+			if merged := coalesce(ranges); len(merged) == 1 {
+				s.rangeRequests.Inc()
+				offset, length = merged[0].start, merged[0].length
+				ctx.SetStatusCode(fasthttp.StatusPartialContent)
+				h.Set(fasthttp.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", offset, offset+length-1, obj.Size))
+			}
+		}
+	}
+
+	if ctx.IsHead() {
+		h.SetContentLength(int(length))
+		return
+	}
+	// The body is streamed after this handler returns, so its reads get a
+	// context of their own, ended when fasthttp closes the stream; the
+	// server's WriteTimeout bounds the transfer.
+	bodyCtx, endBody := context.WithCancel(context.Background())
+	start := time.Now()
+	rc, _, err := b.Open(bodyCtx, key, offset, length)
+	s.storageTime[b.Name()].UpdateDuration(start)
+	if err != nil {
+		endBody()
+		s.log.Error("cannot open object", "key", key, "err", err)
+		s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+		return
+	}
+	s.bytesServed[b.Name()].Add(int(length))
+	ctx.Response.SetBodyStream(bodyStream(rc, endBody), int(length))
+}
+
+// stat finds key in the first backend that has it.
+func (s *Server) stat(ctx context.Context, key string) (storage.Backend, storage.Object, error) {
+	var err error
+	for _, b := range s.backends {
+		start := time.Now()
+		var obj storage.Object
+		obj, err = b.Stat(ctx, key)
+		s.storageTime[b.Name()].UpdateDuration(start)
+		if err == nil {
+			return b, obj, nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return nil, storage.Object{}, err
+		}
+	}
+	return nil, storage.Object{}, err
+}
+
+// gzipPlaylist answers with the compressed playlist (Apple's HLS
+// authoring spec 10.1). The compressed bytes are another representation,
+// so they get their own ETag; ranges of a playlist are not worth serving.
+func (s *Server) gzipPlaylist(ctx *fasthttp.RequestCtx, c context.Context, b storage.Backend, key, etag string, obj storage.Object) {
+	rc, _, err := b.Open(c, key, 0, -1)
+	if err != nil {
+		s.log.Error("cannot open playlist", "key", key, "err", err)
+		s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+		return
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if _, err := io.Copy(zw, io.LimitReader(rc, maxPlaylistBytes)); err != nil {
+		s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+		return
+	}
+	zw.Close()
+	gzEtag := strings.TrimSuffix(etag, `"`) + `-gzip"`
+	h := &ctx.Response.Header
+	h.Set(fasthttp.HeaderETag, gzEtag)
+	h.Set(fasthttp.HeaderContentEncoding, "gzip")
+	h.SetContentType(contentType(key))
+	inm := string(ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch))
+	if inm != "" && etagMatches(inm, gzEtag, false) {
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		return
+	}
+	s.bytesServed[b.Name()].Add(buf.Len())
+	ctx.SetBody(buf.Bytes())
+}
+
+// acceptsGzip reads Accept-Encoding (RFC 9110 §12.5.3): gzip, or *, with
+// a non-zero weight.
+func acceptsGzip(ctx *fasthttp.RequestCtx) bool {
+	for part := range strings.SplitSeq(string(ctx.Request.Header.Peek(fasthttp.HeaderAcceptEncoding)), ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		coding = strings.TrimSpace(coding)
+		if !strings.EqualFold(coding, "gzip") && coding != "*" {
+			continue
+		}
+		for p := range strings.SplitSeq(params, ";") {
+			if q, ok := strings.CutPrefix(strings.TrimSpace(p), "q="); ok {
+				if w, err := strconv.ParseFloat(q, 64); err == nil && w == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// cors adds CORS headers to every answer, errors included, so a web
+// player sees why it failed.
+func (s *Server) cors(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin)
+	switch {
+	case s.corsAny:
+		h.Set(fasthttp.HeaderAccessControlAllowOrigin, "*")
+	case len(origin) > 0 && slices.Contains(s.cfg.CORSOrigins, string(origin)):
+		h.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
+		h.Add(fasthttp.HeaderVary, "Origin")
+	default:
+		return
+	}
+	h.Set(fasthttp.HeaderAccessControlExposeHeaders, "Content-Length, Content-Range, Accept-Ranges, ETag, Age")
+}
+
+func (s *Server) preflight(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	h.Set(fasthttp.HeaderAccessControlAllowMethods, "GET, HEAD, OPTIONS")
+	h.Set(fasthttp.HeaderAccessControlAllowHeaders, "Range, If-None-Match, If-Modified-Since, If-Range")
+	h.Set(fasthttp.HeaderAccessControlMaxAge, "86400")
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+// problem answers an error that no cache may keep: a CDN must never pin
+// a miss or a refusal.
+func (s *Server) problem(ctx *fasthttp.RequestCtx, status int, t problem.Type, detail string) {
+	h := &ctx.Response.Header
+	h.Del(fasthttp.HeaderETag)
+	h.Del(fasthttp.HeaderLastModified)
+	h.Del(fasthttp.HeaderContentDisposition)
+	h.Set(fasthttp.HeaderCacheControl, "no-store")
+	problem.Write(ctx, status, t, detail)
+}
+
+// bodyStream hands local files to the connection so that Linux copies
+// them with sendfile(2): fasthttp calls WriteTo, and the TCP connection's
+// ReadFrom recognises an *io.LimitedReader over an *os.File.
+func bodyStream(rc io.ReadCloser, end context.CancelFunc) io.Reader {
+	if lf, ok := rc.(*storage.LocalFile); ok {
+		return &sendfileReader{lf: lf, end: end}
+	}
+	return &streamReader{ReadCloser: rc, end: end}
+}
+
+type sendfileReader struct {
+	lf  *storage.LocalFile
+	end context.CancelFunc
+}
+
+func (r *sendfileReader) Read(p []byte) (int, error) { return r.lf.Read(p) }
+
+func (r *sendfileReader) WriteTo(w io.Writer) (int64, error) {
+	if rf, ok := w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(&r.lf.LimitedReader)
+	}
+	return io.Copy(w, &r.lf.LimitedReader)
+}
+
+func (r *sendfileReader) Close() error {
+	r.end()
+	return r.lf.Close()
+}
+
+// streamReader ends the body's context when fasthttp closes the stream.
+type streamReader struct {
+	io.ReadCloser
+	end context.CancelFunc
+}
+
+func (r *streamReader) Close() error {
+	err := r.ReadCloser.Close()
+	r.end()
+	return err
+}

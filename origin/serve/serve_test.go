@@ -1,0 +1,397 @@
+package serve_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/playgate/playgate/internal/ops"
+	"github.com/playgate/playgate/internal/problem"
+	"github.com/playgate/playgate/internal/s3test"
+	"github.com/playgate/playgate/origin/serve"
+	"github.com/playgate/playgate/origin/storage"
+	"github.com/playgate/playgate/signer/token"
+)
+
+const (
+	trackID   = "0190a0b4-0000-7000-8000-000000000001"
+	playlist  = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n" // repeated to be worth compressing
+	originURL = "http://origin.test"
+)
+
+var ctx = context.Background()
+
+type fixture struct {
+	base     string
+	backend  storage.Backend
+	original []byte
+	origKey  string
+	origHash string
+	segKey   string
+	segment  []byte
+	listKey  string
+	list     []byte
+	metrics  *metrics.Set
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// newOrigin stores a 3 MiB original, a segment and a playlist in b and
+// serves them with cfg.
+func newOrigin(t *testing.T, cfg serve.Config, backends ...storage.Backend) *fixture {
+	t.Helper()
+	f := &fixture{backend: backends[0], original: randomBytes(3 << 20), segment: randomBytes(100_000),
+		list: []byte(strings.Repeat(playlist, 40)), metrics: metrics.NewSet()}
+	sum := sha256.Sum256(f.original)
+	f.origHash = hex.EncodeToString(sum[:])
+	f.origKey = "tracks/" + trackID + "/" + f.origHash + ".mp3"
+	segSum := sha256.Sum256(f.segment)
+	f.segKey = "hls/" + trackID + "/p1/128k/" + hex.EncodeToString(segSum[:16]) + ".m4s"
+	f.listKey = "hls/" + trackID + "/p1/128k/index.m3u8"
+	for key, data := range map[string][]byte{f.origKey: f.original, f.segKey: f.segment, f.listKey: f.list} {
+		_, err := f.backend.Put(ctx, key, bytes.NewReader(data), "")
+		require.NoError(t, err)
+	}
+	if cfg.CORSOrigins == nil {
+		cfg.CORSOrigins = []string{"*"}
+	}
+	if cfg.Auth == "" {
+		cfg.Auth = serve.AuthNone
+	}
+	srv, err := serve.New(cfg, backends, slog.New(slog.NewTextHandler(io.Discard, nil)), f.metrics)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = ops.Serve(sctx, srv.HTTPServer(), ln, 5*time.Second); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	f.base = "http://" + ln.Addr().String()
+	return f
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+var client = &http.Client{Transport: &http.Transport{DisableCompression: true}}
+
+func (f *fixture) do(t *testing.T, method, path string, header ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, f.base+path, nil)
+	require.NoError(t, err)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func backends(t *testing.T) map[string]func(t *testing.T) storage.Backend {
+	return map[string]func(t *testing.T) storage.Backend{
+		"local": func(t *testing.T) storage.Backend {
+			b, err := storage.NewLocal(t.TempDir())
+			require.NoError(t, err)
+			return b
+		},
+		"s3": func(t *testing.T) storage.Backend { return s3test.Start(t).NewBucket(t) },
+	}
+}
+
+// RFC 9110 range and conditional semantics, on every backend.
+func TestRFC9110(t *testing.T) {
+	for name, newBackend := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newOrigin(t, serve.Config{}, newBackend(t))
+			size := len(f.original)
+			orig := "/" + f.origKey
+			etag := `"` + f.origHash + `"`
+			full := f.do(t, "GET", orig)
+			require.Equal(t, http.StatusOK, full.status)
+			lastMod := full.header.Get("Last-Modified")
+			require.NotEmpty(t, lastMod)
+
+			for _, c := range []struct {
+				name     string
+				method   string
+				header   []string
+				status   int
+				from, to int // expected body f.original[from:to]
+				crange   string
+			}{
+				{"whole", "GET", nil, 200, 0, size, ""},
+				{"first 100 bytes", "GET", []string{"Range", "bytes=0-99"}, 206, 0, 100, fmt.Sprintf("bytes 0-99/%d", size)},
+				{"1 MiB range", "GET", []string{"Range", "bytes=1048576-2097151"}, 206, 1 << 20, 2 << 20, fmt.Sprintf("bytes 1048576-2097151/%d", size)},
+				{"suffix", "GET", []string{"Range", "bytes=-500"}, 206, size - 500, size, fmt.Sprintf("bytes %d-%d/%d", size-500, size-1, size)},
+				{"open", "GET", []string{"Range", "bytes=3000000-"}, 206, 3000000, size, fmt.Sprintf("bytes 3000000-%d/%d", size-1, size)},
+				{"end past size", "GET", []string{"Range", fmt.Sprintf("bytes=%d-99999999", size-10)}, 206, size - 10, size, fmt.Sprintf("bytes %d-%d/%d", size-10, size-1, size)},
+				{"invalid: ignored", "GET", []string{"Range", "bytes=9-2"}, 200, 0, size, ""},
+				{"other unit: ignored", "GET", []string{"Range", "items=0-9"}, 200, 0, size, ""},
+				{"two ranges: whole body", "GET", []string{"Range", "bytes=0-9,100-109"}, 200, 0, size, ""},
+				{"overlapping ranges merge", "GET", []string{"Range", "bytes=0-9,5-19"}, 206, 0, 20, fmt.Sprintf("bytes 0-19/%d", size)},
+				{"If-Range matches", "GET", []string{"Range", "bytes=0-9", "If-Range", etag}, 206, 0, 10, fmt.Sprintf("bytes 0-9/%d", size)},
+				{"If-Range differs", "GET", []string{"Range", "bytes=0-9", "If-Range", `"other"`}, 200, 0, size, ""},
+				{"If-Range date", "GET", []string{"Range", "bytes=0-9", "If-Range", lastMod}, 206, 0, 10, fmt.Sprintf("bytes 0-9/%d", size)},
+				{"HEAD", "HEAD", nil, 200, 0, 0, ""},
+				{"HEAD with Range is 200", "HEAD", []string{"Range", "bytes=0-9"}, 200, 0, 0, ""},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					r := f.do(t, c.method, orig, c.header...)
+					require.Equal(t, c.status, r.status, "body: %.200s", r.body)
+					assert.Equal(t, "bytes", r.header.Get("Accept-Ranges"))
+					assert.Equal(t, etag, r.header.Get("ETag"), "the content hash is the strong ETag")
+					assert.Equal(t, "audio/mpeg", r.header.Get("Content-Type"))
+					assert.Equal(t, "public, max-age=31536000, immutable", r.header.Get("Cache-Control"))
+					assert.Equal(t, c.crange, r.header.Get("Content-Range"))
+					if c.method == "HEAD" {
+						assert.Empty(t, r.body)
+						assert.Equal(t, strconv.Itoa(size), r.header.Get("Content-Length"), "HEAD has GET's length")
+						return
+					}
+					assert.Equal(t, strconv.Itoa(c.to-c.from), r.header.Get("Content-Length"))
+					assert.True(t, bytes.Equal(f.original[c.from:c.to], r.body), "body bytes %d-%d", c.from, c.to)
+				})
+			}
+
+			// HEAD carries exactly GET's headers.
+			head := f.do(t, "HEAD", orig)
+			for _, h := range []string{"Content-Type", "Content-Length", "ETag", "Last-Modified", "Cache-Control", "Accept-Ranges"} {
+				assert.Equal(t, full.header.Get(h), head.header.Get(h), h)
+			}
+
+			for _, c := range []struct {
+				name   string
+				header []string
+				status int
+			}{
+				{"unsatisfiable", []string{"Range", fmt.Sprintf("bytes=%d-", size)}, 416},
+				{"If-None-Match", []string{"If-None-Match", etag}, 304},
+				{"If-None-Match weak", []string{"If-None-Match", "W/" + etag}, 304},
+				{"If-None-Match other", []string{"If-None-Match", `"nope"`}, 200},
+				{"If-Modified-Since now", []string{"If-Modified-Since", time.Now().UTC().Add(time.Minute).Format(http.TimeFormat)}, 304},
+				{"If-Modified-Since long ago", []string{"If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT"}, 200},
+				{"If-Match other", []string{"If-Match", `"nope"`}, 412},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					r := f.do(t, "GET", orig, c.header...)
+					require.Equal(t, c.status, r.status)
+					switch c.status {
+					case 416:
+						assert.Equal(t, fmt.Sprintf("bytes */%d", size), r.header.Get("Content-Range"))
+						assert.Equal(t, problem.ContentType, r.header.Get("Content-Type"))
+					case 304:
+						assert.Empty(t, r.body)
+						assert.Equal(t, etag, r.header.Get("ETag"))
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestHLSObjects(t *testing.T) {
+	f := newOrigin(t, serve.Config{PlaylistMaxAge: 30 * time.Second}, backendsLocal(t))
+
+	seg := f.do(t, "GET", "/"+f.segKey, "Accept-Encoding", "gzip")
+	require.Equal(t, http.StatusOK, seg.status)
+	assert.Equal(t, "video/iso.segment", seg.header.Get("Content-Type"))
+	assert.Equal(t, "public, max-age=31536000, immutable", seg.header.Get("Cache-Control"))
+	assert.Empty(t, seg.header.Get("Content-Encoding"), "segments are never compressed")
+	assert.Equal(t, f.segment, seg.body)
+
+	plain := f.do(t, "GET", "/"+f.listKey)
+	require.Equal(t, http.StatusOK, plain.status)
+	assert.Equal(t, "application/vnd.apple.mpegurl", plain.header.Get("Content-Type"))
+	assert.Equal(t, "public, max-age=30", plain.header.Get("Cache-Control"))
+	assert.Equal(t, "Accept-Encoding", plain.header.Get("Vary"))
+	assert.Equal(t, f.list, plain.body)
+
+	zipped := f.do(t, "GET", "/"+f.listKey, "Accept-Encoding", "gzip, br")
+	require.Equal(t, http.StatusOK, zipped.status)
+	assert.Equal(t, "gzip", zipped.header.Get("Content-Encoding"))
+	assert.Less(t, len(zipped.body), len(f.list)/4)
+	zr, err := gzip.NewReader(bytes.NewReader(zipped.body))
+	require.NoError(t, err)
+	unzipped, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	assert.Equal(t, f.list, unzipped)
+	assert.NotEqual(t, plain.header.Get("ETag"), zipped.header.Get("ETag"), "each encoding has its own ETag")
+	assert.Equal(t, http.StatusNotModified, f.do(t, "GET", "/"+f.listKey, "Accept-Encoding", "gzip", "If-None-Match", zipped.header.Get("ETag")).status)
+	head := f.do(t, "HEAD", "/"+f.listKey, "Accept-Encoding", "gzip")
+	assert.Equal(t, zipped.header.Get("Content-Length"), head.header.Get("Content-Length"))
+}
+
+func backendsLocal(t *testing.T) storage.Backend {
+	b, err := storage.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	return b
+}
+
+func TestRefusals(t *testing.T) {
+	f := newOrigin(t, serve.Config{}, backendsLocal(t))
+	for _, c := range []struct {
+		path   string
+		status int
+		typ    string
+	}{
+		{"/tracks/" + trackID + "/missing.mp3", 404, "not-found"},
+		{"/etc/passwd", 404, "not-found"},
+		{"/uploads/x/y", 404, "not-found"},
+		{"/tracks/" + trackID + "/", 400, "invalid-parameter"},
+		{"/tracks/..%2f..%2fetc/passwd", 400, "invalid-parameter"},
+		{"/tracks/%2e%2e/%2e%2e/etc/passwd", 400, "invalid-parameter"},
+		{"/tracks/a%00.mp3", 400, "invalid-parameter"},
+		{"/tracks/a%5c..%5cb", 400, "invalid-parameter"},
+		{"/hls/" + trackID, 404, "not-found"}, // a directory: no listing
+	} {
+		t.Run(c.path, func(t *testing.T) {
+			r := f.do(t, "GET", c.path)
+			require.Equal(t, c.status, r.status, "body %s", r.body)
+			assert.Equal(t, "no-store", r.header.Get("Cache-Control"), "a CDN must never pin a miss")
+			assert.Equal(t, "*", r.header.Get("Access-Control-Allow-Origin"), "CORS on errors too")
+			var p problem.Problem
+			require.NoError(t, json.Unmarshal(r.body, &p))
+			assert.Equal(t, problem.TypeBase+c.typ, p.Type)
+		})
+	}
+	r := f.do(t, "DELETE", "/"+f.origKey)
+	assert.Equal(t, http.StatusMethodNotAllowed, r.status)
+}
+
+func TestCORS(t *testing.T) {
+	f := newOrigin(t, serve.Config{CORSOrigins: []string{"https://player.example"}}, backendsLocal(t))
+	r := f.do(t, "GET", "/"+f.origKey, "Origin", "https://player.example", "Range", "bytes=0-0")
+	assert.Equal(t, "https://player.example", r.header.Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, r.header.Get("Vary"), "Origin")
+	for _, h := range []string{"Content-Length", "Content-Range", "Accept-Ranges", "ETag"} {
+		assert.Contains(t, r.header.Get("Access-Control-Expose-Headers"), h)
+	}
+	r = f.do(t, "GET", "/"+f.origKey, "Origin", "https://evil.example", "Range", "bytes=0-0")
+	assert.Empty(t, r.header.Get("Access-Control-Allow-Origin"))
+
+	pre := f.do(t, "OPTIONS", "/"+f.segKey, "Origin", "https://player.example",
+		"Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "range")
+	assert.Equal(t, http.StatusNoContent, pre.status)
+	assert.Contains(t, pre.header.Get("Access-Control-Allow-Headers"), "Range")
+	assert.Contains(t, pre.header.Get("Access-Control-Allow-Methods"), "GET")
+}
+
+func TestDownloadDisposition(t *testing.T) {
+	f := newOrigin(t, serve.Config{}, backendsLocal(t))
+	r := f.do(t, "GET", "/"+f.origKey+"?download=My%20Song.mp3")
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, `attachment; filename="My Song.mp3"`, r.header.Get("Content-Disposition"))
+}
+
+// SPEC §5.4 ORIGIN_AUTH=token: the origin verifies as the edge would.
+func TestTokenAuth(t *testing.T) {
+	key := []byte("origin-token-key-0123456789")
+	previous := []byte("origin-previous-key-0123456")
+	verifier, err := token.New(token.Config{Provider: "origin", BaseURL: originURL, Key: key, PreviousKey: previous})
+	require.NoError(t, err)
+	f := newOrigin(t, serve.Config{Auth: serve.AuthToken, Verifier: verifier}, backendsLocal(t))
+	now := time.Now()
+	sign := func(k []byte, r token.Request) string {
+		s, err := token.New(token.Config{Provider: "origin", BaseURL: originURL, Key: k})
+		require.NoError(t, err)
+		if r.Expires == 0 {
+			r.Expires = now.Add(time.Hour).Unix()
+		}
+		u, err := s.AppendURL(nil, &r)
+		require.NoError(t, err)
+		return strings.TrimPrefix(string(u), originURL)
+	}
+	dir := "/hls/" + trackID + "/p1/"
+	pathForm := sign(key, token.Request{Path: dir + "master.m3u8", TokenPath: dir, PathForm: true})
+	tokenPrefix := strings.TrimSuffix(pathForm, dir+"master.m3u8")
+	sibling := sign(key, token.Request{Path: "/hls/" + trackID[:len(trackID)-1] + "/x", TokenPath: "/hls/" + trackID[:len(trackID)-1], PathForm: true})
+	siblingPrefix := strings.TrimSuffix(sibling, "/hls/"+trackID[:len(trackID)-1]+"/x")
+
+	for _, c := range []struct {
+		name, uri string
+		status    int
+		body      []byte
+	}{
+		{"query form", sign(key, token.Request{Path: "/" + f.origKey}), 200, f.original},
+		{"path form, segment below token_path", tokenPrefix + "/" + f.segKey, 200, f.segment},
+		{"path form, playlist", tokenPrefix + "/" + f.listKey, 200, f.list},
+		{"previous key", sign(previous, token.Request{Path: "/" + f.origKey}), 200, f.original},
+		{"expired", sign(key, token.Request{Path: "/" + f.origKey, Expires: now.Add(-time.Second).Unix()}), 403, nil},
+		{"wrong key", sign([]byte("some-other-key-0123456789"), token.Request{Path: "/" + f.origKey}), 403, nil},
+		{"tampered path", strings.Replace(sign(key, token.Request{Path: "/" + f.origKey}), "tracks/", "tracks//", 1), 403, nil},
+		{"no token", "/" + f.origKey, 403, nil},
+		{"token_path not on a / boundary", siblingPrefix + "/" + f.segKey, 403, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := f.do(t, "GET", c.uri)
+			require.Equal(t, c.status, r.status, "uri %s body %.200s", c.uri, r.body)
+			if c.body != nil {
+				assert.True(t, bytes.Equal(c.body, r.body))
+			} else {
+				assert.Equal(t, "no-store", r.header.Get("Cache-Control"))
+			}
+		})
+	}
+}
+
+func TestHeaderAuth(t *testing.T) {
+	f := newOrigin(t, serve.Config{Auth: serve.AuthHeader, SecretHeader: "X-Origin-Secret", Secret: []byte("the-pull-zone-secret")}, backendsLocal(t))
+	assert.Equal(t, http.StatusForbidden, f.do(t, "GET", "/"+f.origKey).status)
+	assert.Equal(t, http.StatusForbidden, f.do(t, "GET", "/"+f.origKey, "X-Origin-Secret", "the-pull-zone-secreT").status)
+	assert.Equal(t, http.StatusOK, f.do(t, "GET", "/"+f.origKey, "X-Origin-Secret", "the-pull-zone-secret").status)
+}
+
+// During a migration between backends, an object missing from the
+// configured one is served from the other.
+func TestFallbackBackend(t *testing.T) {
+	primary, other := backendsLocal(t), backendsLocal(t)
+	f := newOrigin(t, serve.Config{}, primary, other)
+	key := "tracks/" + trackID + "/" + strings.Repeat("cd", 32) + ".flac"
+	_, err := other.Put(ctx, key, strings.NewReader("only in the old backend"), "")
+	require.NoError(t, err)
+	r := f.do(t, "GET", "/"+key)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, "only in the old backend", string(r.body))
+	assert.Equal(t, "audio/flac", r.header.Get("Content-Type"))
+}
+
+func TestMetrics(t *testing.T) {
+	f := newOrigin(t, serve.Config{}, backendsLocal(t))
+	f.do(t, "GET", "/"+f.origKey, "Range", "bytes=0-99")
+	f.do(t, "GET", "/"+f.segKey)
+	r := f.do(t, "GET", "/metrics")
+	require.Equal(t, http.StatusOK, r.status)
+	body := string(r.body)
+	assert.Contains(t, body, `playgate_origin_requests_total{route="object",status="206"} 1`)
+	assert.Contains(t, body, `playgate_origin_requests_total{route="object",status="200"} 1`)
+	assert.Contains(t, body, `playgate_origin_range_requests_total 1`)
+	assert.Contains(t, body, `playgate_origin_served_bytes_total{backend="local"} 100100`)
+	assert.Contains(t, body, `playgate_origin_storage_duration_seconds_bucket{backend="local",le=`)
+}
