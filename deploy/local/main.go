@@ -67,7 +67,7 @@ func run(ctx context.Context) error {
 	}
 
 	say("building binaries")
-	for _, b := range []string{"api"} {
+	for _, b := range []string{"api", "signer", "origin"} {
 		if err := runCmd(ctx, "go", "build", "-o", filepath.Join(data, "bin", b), "./"+b); err != nil {
 			return err
 		}
@@ -93,6 +93,8 @@ func run(ctx context.Context) error {
 
 	services := []service{
 		{name: "api", args: []string{"serve"}, addr: hostPort(env["API_ADDR"])},
+		{name: "origin", addr: hostPort(env["ORIGIN_ADDR"])},
+		{name: "signer", args: []string{"serve"}, addr: hostPort(env["SIGNER_ADDR"])},
 	}
 	var wg sync.WaitGroup
 	procs := map[string]*exec.Cmd{}
@@ -154,6 +156,7 @@ func loadEnv(data string) (map[string]string, error) {
 		"SIGNER_ADDR":           "127.0.0.1:8081",
 		"ORIGIN_ADDR":           "127.0.0.1:8082",
 		"SIGNER_PUBLIC_URL":     "http://127.0.0.1:8081",
+		"ORIGIN_PUBLIC_URL":     "http://127.0.0.1:8082",
 		"STORAGE_DIR":           filepath.Join(data, "objects"),
 		"TRACK_STORAGE_BACKEND": "local",
 		"PLAYGATE_PG_PORT":      "54329",
@@ -310,15 +313,19 @@ func ensureDemoTrack(ctx context.Context, data string, env map[string]string) (d
 
 func printWelcome(env map[string]string, d demoTrack) {
 	api := "http://" + hostPort(env["API_ADDR"])
+	signer := "http://" + hostPort(env["SIGNER_ADDR"])
 	fmt.Printf(`
-playgate is running. Try:
+playgate is running: api %s, signer %s, origin http://%s. Try:
 
   export TOKEN=%s
 
-  # the demo track's metadata
-  curl -s %s/v1/tracks/%s
+  # play the demo track: the signer answers 302 to a signed origin URL
+  curl -sL -o demo.mp3 %s/v1/tracks/%s/stream && ls -l demo.mp3
+  curl -sL -r 1000-1999 %s/v1/tracks/%s/stream | wc -c      # a byte range
+  curl -si %s/v1/tracks/%s/stream | grep -i '^location'      # the signed URL
 
-  # your tracks (as user %q)
+  # the demo track's metadata, and your tracks (as user %q)
+  curl -s %s/v1/tracks/%s
   curl -s -H "Authorization: Bearer $TOKEN" '%s/v1/tracks?owner=me'
 
   # create a track and upload audio to it
@@ -330,7 +337,9 @@ playgate is running. Try:
   AUTH_JWT_SECRET=%s .data/bin/api token --sub alice
 
 Press Ctrl-C to stop everything.
-`, d.Token, api, d.ID, demoUser, api, api, api, env["AUTH_JWT_SECRET"])
+`, api, signer, hostPort(env["ORIGIN_ADDR"]), d.Token,
+		signer, d.ID, signer, d.ID, signer, d.ID,
+		demoUser, api, d.ID, api, api, api, env["AUTH_JWT_SECRET"])
 }
 
 func call(ctx context.Context, method, url, token, contentType string, body io.Reader) (int, []byte, error) {
