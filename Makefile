@@ -15,7 +15,7 @@ APT_PACKAGES := postgresql:/usr/lib/postgresql ffmpeg:/usr/bin/ffmpeg nginx:/usr
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run test unit lint fmt deps apt-deps tools build clean bench-signer
+.PHONY: all run test unit lint fmt deps apt-deps tools build clean bench-signer bench-origin
 
 all: build
 
@@ -40,12 +40,17 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 build:
-	$(GO) build -o bin/ ./api ./signer
+	$(GO) build -o bin/ ./api ./signer ./origin
 
 ## bench-signer: the cache-hot signer against a bare constant-302 handler, same wrk, same run
 bench-signer: deps
 	@command -v wrk >/dev/null || $(SUDO) apt-get install -y -qq wrk
 	$(GO) run ./bench/signerbench
+
+## bench-origin: the origin against nginx on the same files (segments, 1 MiB ranges), same wrk, same run
+bench-origin: deps
+	@command -v wrk >/dev/null || $(SUDO) apt-get install -y -qq wrk
+	$(GO) run ./bench/originbench
 
 ## deps: install whatever is missing (Debian packages, pinned Go tools)
 deps: apt-deps tools

@@ -11,20 +11,13 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
-	"regexp"
-	"slices"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -34,7 +27,7 @@ import (
 
 	"github.com/playgate/playgate/api/catalog"
 	"github.com/playgate/playgate/api/schema"
-	"github.com/playgate/playgate/internal/ops"
+	"github.com/playgate/playgate/bench/internal/loadcmp"
 	"github.com/playgate/playgate/internal/pgcluster"
 	"github.com/playgate/playgate/signer/playback"
 	"github.com/playgate/playgate/signer/token"
@@ -55,8 +48,8 @@ func run() error {
 	threads := flag.Int("threads", 2, "wrk threads")
 	tracks := flag.Int("tracks", 1000, "public tracks to seed; the load cycles over all of them")
 	flag.Parse()
-	if _, err := exec.LookPath("wrk"); err != nil {
-		return errors.New("wrk is needed: apt-get install -y wrk")
+	if err := loadcmp.Check(); err != nil {
+		return err
 	}
 	ctx := context.Background()
 
@@ -80,7 +73,7 @@ func run() error {
 		return err
 	}
 	defer stopSigner()
-	bareAddr, stopBare, err := serve(&fasthttp.Server{Handler: bare302})
+	bareAddr, stopBare, err := loadcmp.Serve(&fasthttp.Server{Handler: bare302})
 	if err != nil {
 		return err
 	}
@@ -95,26 +88,27 @@ func run() error {
 	defer os.Remove(script)
 
 	fmt.Printf("warming up the signer's cache with %d tracks\n", len(ids))
-	if _, err := wrk(signerAddr, script, 2, 16, 3*time.Second); err != nil {
+	if _, err := loadcmp.Run("http://"+signerAddr, loadcmp.Options{Threads: 2, Connections: 16, Duration: 3 * time.Second, Script: script}); err != nil {
 		return err
 	}
 
-	results := map[string][]result{}
+	results := map[string][]loadcmp.Result{}
+	load := loadcmp.Options{Threads: *threads, Connections: *conns, Duration: *duration, Script: script}
 	for r := 0; r < *rounds; r++ {
 		for _, target := range []struct{ name, addr string }{{"bare302", bareAddr}, {"signer", signerAddr}} {
-			res, err := wrk(target.addr, script, *threads, *conns, *duration)
+			res, err := loadcmp.Run("http://"+target.addr, load)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("round %d %-8s %10.0f req/s  p50 %-8s p99 %-8s non-3xx %d\n", r+1, target.name, res.rps, res.p50, res.p99, res.errors)
+			fmt.Printf("round %d %-8s %10.0f req/s  p50 %-8s p99 %-8s non-2xx/3xx %d\n", r+1, target.name, res.RPS, res.P50, res.P99, res.Non2xx3x)
 			results[target.name] = append(results[target.name], res)
 		}
 	}
-	bare, signer := median(results["bare302"]), median(results["signer"])
+	bare, signer := loadcmp.Median(results["bare302"]), loadcmp.Median(results["signer"])
 	fmt.Printf("\nmedians of %d rounds, %d connections, %d wrk threads, %s each\n", *rounds, *conns, *threads, *duration)
-	fmt.Printf("  bare302 %10.0f req/s  p99 %s\n", bare.rps, bare.p99)
-	fmt.Printf("  signer  %10.0f req/s  p99 %s\n", signer.rps, signer.p99)
-	fmt.Printf("  ratio   %10.2f  (target >= 0.80)\n", signer.rps/bare.rps)
+	fmt.Printf("  bare302 %10.0f req/s  p99 %s\n", bare.RPS, bare.P99)
+	fmt.Printf("  signer  %10.0f req/s  p99 %s\n", signer.RPS, signer.P99)
+	fmt.Printf("  ratio   %10.2f  (target >= 0.80)\n", signer.RPS/bare.RPS)
 	return nil
 }
 
@@ -171,76 +165,16 @@ func startSigner(ctx context.Context, pool *pgxpool.Pool) (string, func(), error
 	if err != nil {
 		return "", nil, err
 	}
-	addr, stop, err := serve(srv.HTTPServer())
+	addr, stop, err := loadcmp.Serve(srv.HTTPServer())
 	return addr, func() { stop(); cache.Close() }, err
 }
 
-func serve(srv *fasthttp.Server) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = ops.Serve(ctx, srv, ln, 5*time.Second); close(done) }()
-	return ln.Addr().String(), func() { cancel(); <-done }, nil
-}
-
 func writeScript(ids []string) (string, error) {
-	f, err := os.CreateTemp("", "signerbench-*.lua")
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	w := bufio.NewWriter(f)
-	fmt.Fprintln(w, "local paths = {")
+	var b strings.Builder
+	b.WriteString("local paths = {\n")
 	for _, id := range ids {
-		fmt.Fprintf(w, "  %q,\n", "/v1/tracks/"+id+"/stream")
+		fmt.Fprintf(&b, "  %q,\n", "/v1/tracks/"+id+"/stream")
 	}
-	fmt.Fprintln(w, "}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend")
-	return f.Name(), w.Flush()
-}
-
-type result struct {
-	rps      float64
-	p50, p99 string
-	errors   int
-}
-
-var (
-	rpsRe    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	p50Re    = regexp.MustCompile(`\n\s+50%\s+(\S+)`)
-	p99Re    = regexp.MustCompile(`\n\s+99%\s+(\S+)`)
-	non2xxRe = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
-)
-
-func wrk(addr, script string, threads, conns int, d time.Duration) (result, error) {
-	out, err := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
-		"-d", d.String(), "--latency", "-s", script, "http://"+addr).CombinedOutput()
-	if err != nil {
-		return result{}, fmt.Errorf("wrk: %w: %s", err, out)
-	}
-	m := rpsRe.FindSubmatch(out)
-	if m == nil {
-		return result{}, fmt.Errorf("wrk printed no rate: %s", out)
-	}
-	var r result
-	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
-	if m := p50Re.FindSubmatch(out); m != nil {
-		r.p50 = string(m[1])
-	}
-	if m := p99Re.FindSubmatch(out); m != nil {
-		r.p99 = string(m[1])
-	}
-	if m := non2xxRe.FindSubmatch(out); m != nil {
-		r.errors, _ = strconv.Atoi(string(bytes.TrimSpace(m[1])))
-	}
-	return r, nil
-}
-
-// median picks the run with the median rate (and its latencies).
-func median(rs []result) result {
-	s := slices.Clone(rs)
-	slices.SortFunc(s, func(a, b result) int { return int(a.rps - b.rps) })
-	return s[len(s)/2]
+	b.WriteString("}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n")
+	return loadcmp.Script(b.String())
 }

@@ -226,7 +226,15 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, obj, err := s.stat(c, key)
+	b, obj, file, err := s.find(c, key)
+	if file != nil {
+		// Closed here unless handed to fasthttp as the body.
+		defer func() {
+			if file != nil {
+				file.Close()
+			}
+		}()
+	}
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			s.problem(ctx, fasthttp.StatusNotFound, problem.NotFound, "no such object")
@@ -259,7 +267,16 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 	}
 
 	if isPlaylist(key) && acceptsGzip(ctx) && obj.Size <= maxPlaylistBytes {
-		s.gzipPlaylist(ctx, c, b, key, etag, obj)
+		var rc io.ReadCloser = file
+		if file == nil {
+			if rc, _, err = b.Open(c, key, 0, -1); err != nil {
+				s.log.Error("cannot open playlist", "key", key, "err", err)
+				s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+				return
+			}
+			defer rc.Close()
+		}
+		s.gzipPlaylist(ctx, rc, b, key, etag)
 		return
 	}
 	h.Set(fasthttp.HeaderETag, etag)
@@ -309,6 +326,17 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 		h.SetContentLength(int(length))
 		return
 	}
+	if file != nil {
+		if err := file.Narrow(offset, length); err != nil {
+			s.log.Error("cannot read object", "key", key, "err", err)
+			s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+			return
+		}
+		s.bytesServed[b.Name()].Add(int(length))
+		ctx.Response.SetBodyStream(&sendfileReader{lf: file}, int(length))
+		file = nil // fasthttp closes it after sending
+		return
+	}
 	// The body is streamed after this handler returns, so its reads get a
 	// context of their own, ended when fasthttp closes the stream; the
 	// server's WriteTimeout bounds the transfer.
@@ -326,35 +354,35 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 	ctx.Response.SetBodyStream(bodyStream(rc, endBody), int(length))
 }
 
-// stat finds key in the first backend that has it.
-func (s *Server) stat(ctx context.Context, key string) (storage.Backend, storage.Object, error) {
+// find locates key in the first backend that has it. A local file is
+// opened once, here, and returned open, so that serving it costs one open
+// (the local backend's Stat would open it too).
+func (s *Server) find(ctx context.Context, key string) (storage.Backend, storage.Object, *storage.LocalFile, error) {
 	var err error
 	for _, b := range s.backends {
 		start := time.Now()
 		var obj storage.Object
-		obj, err = b.Stat(ctx, key)
+		var file *storage.LocalFile
+		if l, ok := b.(*storage.Local); ok {
+			file, obj, err = l.OpenFile(key)
+		} else {
+			obj, err = b.Stat(ctx, key)
+		}
 		s.storageTime[b.Name()].UpdateDuration(start)
 		if err == nil {
-			return b, obj, nil
+			return b, obj, file, nil
 		}
 		if !errors.Is(err, storage.ErrNotFound) {
-			return nil, storage.Object{}, err
+			return nil, storage.Object{}, nil, err
 		}
 	}
-	return nil, storage.Object{}, err
+	return nil, storage.Object{}, nil, err
 }
 
 // gzipPlaylist answers with the compressed playlist (Apple's HLS
 // authoring spec 10.1). The compressed bytes are another representation,
 // so they get their own ETag; ranges of a playlist are not worth serving.
-func (s *Server) gzipPlaylist(ctx *fasthttp.RequestCtx, c context.Context, b storage.Backend, key, etag string, obj storage.Object) {
-	rc, _, err := b.Open(c, key, 0, -1)
-	if err != nil {
-		s.log.Error("cannot open playlist", "key", key, "err", err)
-		s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
-		return
-	}
-	defer rc.Close()
+func (s *Server) gzipPlaylist(ctx *fasthttp.RequestCtx, rc io.Reader, b storage.Backend, key, etag string) {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	if _, err := io.Copy(zw, io.LimitReader(rc, maxPlaylistBytes)); err != nil {
@@ -445,7 +473,7 @@ func bodyStream(rc io.ReadCloser, end context.CancelFunc) io.Reader {
 
 type sendfileReader struct {
 	lf  *storage.LocalFile
-	end context.CancelFunc
+	end context.CancelFunc // may be nil
 }
 
 func (r *sendfileReader) Read(p []byte) (int, error) { return r.lf.Read(p) }
@@ -458,7 +486,9 @@ func (r *sendfileReader) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (r *sendfileReader) Close() error {
-	r.end()
+	if r.end != nil {
+		r.end()
+	}
 	return r.lf.Close()
 }
 

@@ -19,7 +19,8 @@ import (
 // operation goes through an os.Root, so neither a key nor a symlink can
 // reach outside the directory, whatever ValidateKey might miss.
 type Local struct {
-	root *os.Root
+	root    *os.Root
+	beneath *beneath // Linux: confined opens in one system call
 }
 
 // NewLocal opens (creating it if needed) the directory dir.
@@ -34,14 +35,25 @@ func NewLocal(dir string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: cannot open %s: %w", dir, err)
 	}
-	return &Local{root: root}, nil
+	return &Local{root: root, beneath: newBeneath(dir)}, nil
 }
 
 // Name implements Backend.
 func (l *Local) Name() string { return "local" }
 
 // Close releases the root directory.
-func (l *Local) Close() error { return l.root.Close() }
+func (l *Local) Close() error {
+	l.beneath.close()
+	return l.root.Close()
+}
+
+// openRead opens key read-only, confined to the root.
+func (l *Local) openRead(key string) (*os.File, error) {
+	if f, ok, err := l.beneath.open(key); ok {
+		return f, err
+	}
+	return l.root.Open(key)
+}
 
 // Dir is the root directory's path.
 func (l *Local) Dir() string { return l.root.Name() }
@@ -51,6 +63,7 @@ func (l *Local) Dir() string { return l.root.Name() }
 type LocalFile struct {
 	io.LimitedReader
 	file *os.File
+	size int64
 }
 
 // File returns the underlying file, positioned at the section's start.
@@ -59,12 +72,14 @@ func (f *LocalFile) File() *os.File { return f.file }
 // Close closes the file.
 func (f *LocalFile) Close() error { return f.file.Close() }
 
-// Open implements Backend.
-func (l *Local) Open(_ context.Context, key string, offset, length int64) (io.ReadCloser, Object, error) {
+// OpenFile opens a whole object once: a server can then check
+// preconditions against the returned Object and Narrow the file to the
+// range it sends, with one open per request.
+func (l *Local) OpenFile(key string) (*LocalFile, Object, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, Object{}, err
 	}
-	f, err := l.root.Open(key)
+	f, err := l.openRead(key)
 	if err != nil {
 		return nil, Object{}, mapFSError(err)
 	}
@@ -77,35 +92,46 @@ func (l *Local) Open(_ context.Context, key string, offset, length int64) (io.Re
 		return nil, Object{}, ErrNotFound // a directory is not an object
 	}
 	obj := fileObject(key, fi)
-	if offset < 0 || offset > obj.Size {
+	return &LocalFile{LimitedReader: io.LimitedReader{R: f, N: obj.Size}, file: f, size: obj.Size}, obj, nil
+}
+
+// Narrow restricts the file to length bytes from offset (length < 0: to
+// the end). Call it before reading.
+func (f *LocalFile) Narrow(offset, length int64) error {
+	if offset < 0 || offset > f.size {
+		return fmt.Errorf("storage: offset %d outside a %d-byte object", offset, f.size)
+	}
+	if length < 0 || offset+length > f.size {
+		length = f.size - offset
+	}
+	if _, err := f.file.Seek(offset, io.SeekStart); err != nil {
+		return fmt.Errorf("storage: cannot seek: %w", err)
+	}
+	f.N = length
+	return nil
+}
+
+// Open implements Backend.
+func (l *Local) Open(_ context.Context, key string, offset, length int64) (io.ReadCloser, Object, error) {
+	f, obj, err := l.OpenFile(key)
+	if err != nil {
+		return nil, Object{}, err
+	}
+	if err := f.Narrow(offset, length); err != nil {
 		f.Close()
-		return nil, Object{}, fmt.Errorf("storage: offset %d outside %s (%d bytes)", offset, key, obj.Size)
+		return nil, Object{}, fmt.Errorf("storage: %s: %w", key, err)
 	}
-	if length < 0 || offset+length > obj.Size {
-		length = obj.Size - offset
-	}
-	if offset > 0 {
-		if _, err := f.Seek(offset, io.SeekStart); err != nil {
-			f.Close()
-			return nil, Object{}, fmt.Errorf("storage: cannot seek %s: %w", key, err)
-		}
-	}
-	return &LocalFile{LimitedReader: io.LimitedReader{R: f, N: length}, file: f}, obj, nil
+	return f, obj, nil
 }
 
 // Stat implements Backend.
 func (l *Local) Stat(_ context.Context, key string) (Object, error) {
-	if err := ValidateKey(key); err != nil {
+	f, obj, err := l.OpenFile(key)
+	if err != nil {
 		return Object{}, err
 	}
-	fi, err := l.root.Stat(key)
-	if err != nil {
-		return Object{}, mapFSError(err)
-	}
-	if !fi.Mode().IsRegular() {
-		return Object{}, ErrNotFound
-	}
-	return fileObject(key, fi), nil
+	f.Close()
+	return obj, nil
 }
 
 // Put implements Backend: the bytes go to a hidden temporary file in the

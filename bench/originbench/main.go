@@ -1,0 +1,308 @@
+// Command originbench measures the origin against nginx (SPEC §12): both
+// serve the same directory of objects from local disk on loopback, and
+// the same wrk loads each in turn, several rounds, medians reported.
+//
+// Two workloads: ~100 KB HLS segments (50 of them, cycled), and 1 MiB
+// ranges of a 10 MiB original at random 1 MiB boundaries.
+//
+//	go run ./bench/originbench [-rounds 3] [-duration 8s] [-connections 64]
+//
+// nginx is Debian's, run as a child with its own configuration: sendfile,
+// tcp_nopush, open_file_cache, no access log, a worker per core.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/playgate/playgate/bench/internal/loadcmp"
+	"github.com/playgate/playgate/origin/serve"
+	"github.com/playgate/playgate/origin/storage"
+)
+
+const trackID = "0190a0b4-0000-7000-8000-000000000001"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "originbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	rounds := flag.Int("rounds", 3, "rounds per target and workload")
+	duration := flag.Duration("duration", 8*time.Second, "length of one wrk run")
+	conns := flag.Int("connections", 64, "concurrent connections")
+	threads := flag.Int("threads", 2, "wrk threads")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the origin's runs to this file")
+	flag.Parse()
+	if err := loadcmp.Check(); err != nil {
+		return err
+	}
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, statErr := os.Stat("/usr/sbin/nginx"); statErr != nil {
+			return errors.New("nginx is needed: apt-get install -y nginx")
+		}
+		nginx = "/usr/sbin/nginx"
+	}
+
+	dir, err := os.MkdirTemp("", "originbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// nginx's workers run as nobody: the tree must be readable by all.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	root := filepath.Join(dir, "objects")
+	segments, original, err := writeObjects(root)
+	if err != nil {
+		return err
+	}
+
+	backend, err := storage.NewLocal(root)
+	if err != nil {
+		return err
+	}
+	srv, err := serve.New(serve.Config{Auth: serve.AuthNone, CORSOrigins: []string{"*"}}, []storage.Backend{backend},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
+	if err != nil {
+		return err
+	}
+	originAddr, stopOrigin, err := loadcmp.Serve(srv.HTTPServer())
+	if err != nil {
+		return err
+	}
+	defer stopOrigin()
+	nginxAddr, nginxPID, stopNginx, err := startNginx(nginx, dir, root)
+	if err != nil {
+		return err
+	}
+	defer stopNginx()
+	// Server CPU per request separates each server's own cost from how
+	// the machine's cores were shared with wrk.
+	pids := map[string]func() []int{
+		"nginx":  func() []int { return append([]int{nginxPID}, childPIDs(nginxPID)...) },
+		"origin": func() []int { return []int{os.Getpid()} },
+	}
+
+	segScript, err := loadcmp.Script(segmentsLua(segments))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(segScript)
+	rangeScript, err := loadcmp.Script(rangesLua(original))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(rangeScript)
+
+	for _, w := range []struct{ name, script string }{{"segments (~100 KB)", segScript}, {"1 MiB ranges of 10 MiB", rangeScript}} {
+		results := map[string][]loadcmp.Result{}
+		cpuPerReq := map[string][]float64{}
+		load := loadcmp.Options{Threads: *threads, Connections: *conns, Duration: *duration, Script: w.script}
+		for r := 0; r < *rounds; r++ {
+			for _, target := range []struct{ name, addr string }{{"nginx", nginxAddr}, {"origin", originAddr}} {
+				if target.name == "origin" && *cpuProfile != "" {
+					f, err := os.Create(fmt.Sprintf("%s.%d", *cpuProfile, r))
+					if err != nil {
+						return err
+					}
+					_ = pprof.StartCPUProfile(f)
+				}
+				cpuBefore := cpuSeconds(pids[target.name]())
+				res, err := loadcmp.Run("http://"+target.addr, load)
+				cpu := cpuSeconds(pids[target.name]()) - cpuBefore
+				if target.name == "origin" && *cpuProfile != "" {
+					pprof.StopCPUProfile()
+				}
+				if err != nil {
+					return err
+				}
+				if res.Non2xx3x > 0 {
+					return fmt.Errorf("%s answered %d errors", target.name, res.Non2xx3x)
+				}
+				perReq := cpu / (res.RPS * load.Duration.Seconds()) * 1e6
+				fmt.Printf("%-24s round %d %-7s %9.0f req/s %10s/s  p50 %-8s p99 %-8s server CPU %5.1f µs/req\n",
+					w.name, r+1, target.name, res.RPS, res.Transfer, res.P50, res.P99, perReq)
+				results[target.name] = append(results[target.name], res)
+				cpuPerReq[target.name] = append(cpuPerReq[target.name], perReq)
+			}
+		}
+		n, o := loadcmp.Median(results["nginx"]), loadcmp.Median(results["origin"])
+		fmt.Printf("\n%s: medians of %d rounds, %d connections, %d wrk threads, %s each\n", w.name, *rounds, *conns, *threads, *duration)
+		fmt.Printf("  nginx  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req\n", n.RPS, n.P99, medianOf(cpuPerReq["nginx"]))
+		fmt.Printf("  origin %9.0f req/s  p99 %-8s server CPU %5.1f µs/req\n", o.RPS, o.P99, medianOf(cpuPerReq["origin"]))
+		fmt.Printf("  ratio  %9.2f  (target >= 1.00)\n\n", o.RPS/n.RPS)
+	}
+	return nil
+}
+
+// writeObjects lays out 50 content-addressed segments and a 10 MiB
+// original, world-readable, and returns their URL paths.
+func writeObjects(root string) ([]string, string, error) {
+	var segments []string
+	for i := 0; i < 50; i++ {
+		data := make([]byte, 90_000+i*400)
+		_, _ = rand.Read(data)
+		sum := sha256.Sum256(data)
+		key := fmt.Sprintf("hls/%s/p1/128k/%s.m4s", trackID, hex.EncodeToString(sum[:16]))
+		if err := writeFile(root, key, data); err != nil {
+			return nil, "", err
+		}
+		segments = append(segments, "/"+key)
+	}
+	data := make([]byte, 10<<20)
+	_, _ = rand.Read(data)
+	sum := sha256.Sum256(data)
+	key := "tracks/" + trackID + "/" + hex.EncodeToString(sum[:]) + ".mp3"
+	return segments, "/" + key, writeFile(root, key, data)
+}
+
+func writeFile(root, key string, data []byte) error {
+	p := filepath.Join(root, filepath.FromSlash(key))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, data, 0o644)
+}
+
+func segmentsLua(paths []string) string {
+	var b strings.Builder
+	b.WriteString("local paths = {\n")
+	for _, p := range paths {
+		fmt.Fprintf(&b, "  %q,\n", p)
+	}
+	b.WriteString("}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n")
+	return b.String()
+}
+
+func rangesLua(path string) string {
+	return fmt.Sprintf(`local i = 0
+request = function()
+  i = (i + 7) %% 10
+  local first = i * 1048576
+  return wrk.format("GET", %q, {["Range"] = "bytes=" .. first .. "-" .. (first + 1048575)})
+end
+`, path)
+}
+
+// cpuSeconds sums user and system CPU time of pids from /proc.
+func cpuSeconds(pids []int) float64 {
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command: utime is the 12th, stime the 13th.
+		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(fields) > 12 {
+			u, _ := strconv.ParseInt(fields[11], 10, 64)
+			s, _ := strconv.ParseInt(fields[12], 10, 64)
+			ticks += u + s
+		}
+	}
+	return float64(ticks) / 100 // USER_HZ
+}
+
+func childPIDs(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func medianOf(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// startNginx runs nginx in the foreground with a configuration of its own
+// serving root, and returns its address.
+func startNginx(bin, dir, root string) (string, int, func(), error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", 0, nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	conf := fmt.Sprintf(`worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 1000000;
+  open_file_cache max=1000 inactive=60s;
+  types { audio/mpeg mp3; video/iso.segment m4s; }
+  client_body_temp_path %[1]s/tmp;
+  proxy_temp_path %[1]s/tmp;
+  fastcgi_temp_path %[1]s/tmp;
+  uwsgi_temp_path %[1]s/tmp;
+  scgi_temp_path %[1]s/tmp;
+  server {
+    listen %[2]s;
+    root %[3]s;
+    location / { add_header Cache-Control "public, max-age=31536000, immutable"; }
+  }
+}
+`, dir, addr, root)
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return "", 0, nil, err
+	}
+	cmd := exec.Command(bin, "-c", confPath, "-p", dir, "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return "", 0, nil, fmt.Errorf("cannot start nginx: %w", err)
+	}
+	stop := func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGQUIT)
+		_ = cmd.Wait()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, cmd.Process.Pid, stop, nil
+		}
+		if ctx.Err() != nil {
+			stop()
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			return "", 0, nil, fmt.Errorf("nginx did not start: %s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
