@@ -43,15 +43,8 @@ type Config struct {
 	WriteTimeout   time.Duration `envconfig:"ORIGIN_WRITE_TIMEOUT" default:"10m"`
 	MaxConns       int           `envconfig:"ORIGIN_MAX_CONNS" default:"10000"`
 
-	TrackStorageBackend string `envconfig:"TRACK_STORAGE_BACKEND" default:"local"`
-	FallbackBackend     string `envconfig:"ORIGIN_FALLBACK_BACKEND"`
-	StorageDir          string `envconfig:"STORAGE_DIR" default:".data/objects"`
-	S3Endpoint          string `envconfig:"S3_ENDPOINT"`
-	S3Bucket            string `envconfig:"S3_BUCKET"`
-	S3Region            string `envconfig:"S3_REGION" default:"us-east-1"`
-	S3AccessKeyID       string `envconfig:"S3_ACCESS_KEY_ID"`
-	S3SecretAccessKey   string `envconfig:"S3_SECRET_ACCESS_KEY"`
-	S3ForcePathStyle    bool   `envconfig:"S3_FORCE_PATH_STYLE"`
+	storage.Env
+	FallbackBackend string `envconfig:"ORIGIN_FALLBACK_BACKEND"`
 
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 }
@@ -69,16 +62,11 @@ func (c *Config) auth() serve.Auth {
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
-	for _, b := range []struct{ name, value string }{{"TRACK_STORAGE_BACKEND", c.TrackStorageBackend}, {"ORIGIN_FALLBACK_BACKEND", c.FallbackBackend}} {
-		if b.value != "" && b.value != "local" && b.value != "s3" {
-			errs = append(errs, fmt.Errorf("%s must be local or s3, not %q", b.name, b.value))
-		}
+	if err := c.Env.Validate(c.FallbackBackend); err != nil {
+		errs = append(errs, err)
 	}
 	if c.FallbackBackend != "" && c.FallbackBackend == c.TrackStorageBackend {
 		errs = append(errs, errors.New("ORIGIN_FALLBACK_BACKEND must differ from TRACK_STORAGE_BACKEND"))
-	}
-	if (c.TrackStorageBackend == "s3" || c.FallbackBackend == "s3") && c.S3Bucket == "" {
-		errs = append(errs, errors.New("the s3 backend needs S3_BUCKET"))
 	}
 	if c.auth() == serve.AuthToken && len(c.OriginTokenKey) < token.MinKeyLen {
 		errs = append(errs, fmt.Errorf("ORIGIN_AUTH=token needs ORIGIN_TOKEN_KEY (at least %d characters)", token.MinKeyLen))
@@ -108,10 +96,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sc := storage.Config{S3: storage.S3Config{
-		Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, Region: cfg.S3Region,
-		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey, ForcePathStyle: cfg.S3ForcePathStyle,
-	}}
+	sc := storage.Config{S3: cfg.Env.S3()}
 	if cfg.TrackStorageBackend == "local" || cfg.FallbackBackend == "local" {
 		sc.Dir = cfg.StorageDir
 	}

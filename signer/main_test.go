@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/playgate/playgate/internal/sharedfiles"
 )
 
 func runCLI(t *testing.T, args ...string) (string, error) {
@@ -24,10 +25,8 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 // The command line reproduces the shared vectors: operators and tests
 // can check a URL from outside the code.
 func TestSignCommandReproducesVectors(t *testing.T) {
-	root, err := os.Getwd()
+	b, err := os.ReadFile(sharedfiles.Path(t, "vectors/bunny.json"))
 	require.NoError(t, err)
-	b, err := os.ReadFile(filepath.Join(root, "..", "..", "shared", "vectors", "bunny.json"))
-	require.NoError(t, err, "the shared vectors are expected beside the repository")
 	var f struct {
 		Vectors []struct {
 			Name, Provider, Key, Path, IP, Countries, Want string

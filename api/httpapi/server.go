@@ -261,6 +261,19 @@ func decodeJSON(ctx *fasthttp.RequestCtx, dst any) bool {
 	return true
 }
 
+// decodeValid is decodeJSON followed by the value's own validation; it
+// answers 400 itself with every problem found.
+func decodeValid(ctx *fasthttp.RequestCtx, dst interface{ Validate() error }) bool {
+	if !decodeJSON(ctx, dst) {
+		return false
+	}
+	if err := dst.Validate(); err != nil {
+		problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidBody, err.Error())
+		return false
+	}
+	return true
+}
+
 var errBodyTooLarge = errors.New("body too large")
 
 func bodyReader(ctx *fasthttp.RequestCtx) io.Reader {

@@ -30,11 +30,7 @@ func (s *Server) createTrack(c context.Context, ctx *fasthttp.RequestCtx) {
 		return
 	}
 	var n catalog.NewTrack
-	if !decodeJSON(ctx, &n) {
-		return
-	}
-	if err := n.Validate(); err != nil {
-		problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidBody, err.Error())
+	if !decodeValid(ctx, &n) {
 		return
 	}
 	t, err := s.store.CreateTrack(c, caller.Subject, n)
@@ -158,11 +154,7 @@ func (s *Server) patchTrack(c context.Context, ctx *fasthttp.RequestCtx) {
 		return
 	}
 	var patch catalog.TrackPatch
-	if !decodeJSON(ctx, &patch) {
-		return
-	}
-	if err := patch.Validate(); err != nil {
-		problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidBody, err.Error())
+	if !decodeValid(ctx, &patch) {
 		return
 	}
 	before, ok := s.ownedTrack(c, ctx, caller, id)

@@ -15,6 +15,47 @@ type Config struct {
 	S3  S3Config
 }
 
+// Env is the storage part of a binary's environment (SPEC §5.5), embedded
+// in the api's and the origin's configuration structs.
+type Env struct {
+	TrackStorageBackend string `envconfig:"TRACK_STORAGE_BACKEND" default:"local"`
+	StorageDir          string `envconfig:"STORAGE_DIR" default:".data/objects"`
+	S3Endpoint          string `envconfig:"S3_ENDPOINT"`
+	S3Bucket            string `envconfig:"S3_BUCKET"`
+	S3Region            string `envconfig:"S3_REGION" default:"us-east-1"`
+	S3AccessKeyID       string `envconfig:"S3_ACCESS_KEY_ID"`
+	S3SecretAccessKey   string `envconfig:"S3_SECRET_ACCESS_KEY"`
+	S3ForcePathStyle    bool   `envconfig:"S3_FORCE_PATH_STYLE"`
+}
+
+// S3 is the bucket configuration from the environment.
+func (e *Env) S3() S3Config {
+	return S3Config{
+		Endpoint: e.S3Endpoint, Bucket: e.S3Bucket, Region: e.S3Region,
+		AccessKeyID: e.S3AccessKeyID, SecretAccessKey: e.S3SecretAccessKey, ForcePathStyle: e.S3ForcePathStyle,
+	}
+}
+
+// Validate checks the backend names and the bucket, if one is set;
+// fallback is another backend that must exist too ("" for none).
+func (e *Env) Validate(fallback string) error {
+	var errs []error
+	for _, b := range []struct{ name, value string }{{"TRACK_STORAGE_BACKEND", e.TrackStorageBackend}, {"ORIGIN_FALLBACK_BACKEND", fallback}} {
+		if b.value != "" && b.value != "local" && b.value != "s3" {
+			errs = append(errs, fmt.Errorf("%s must be local or s3, not %q", b.name, b.value))
+		}
+	}
+	if (e.TrackStorageBackend == "s3" || fallback == "s3") && e.S3Bucket == "" {
+		errs = append(errs, errors.New("the s3 backend needs S3_BUCKET"))
+	}
+	if e.S3Bucket != "" {
+		if err := e.S3().Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // OpenAll opens every configured backend, keyed by Name().
 func OpenAll(ctx context.Context, cfg Config) (map[string]Backend, error) {
 	out := map[string]Backend{}

@@ -6,13 +6,14 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/playgate/playgate/internal/sharedfiles"
 )
 
 // bunnyVector is one entry of ../shared/vectors/bunny.json: a URL made by
@@ -34,27 +35,8 @@ type bunnyVector struct {
 	Want             string `json:"want"`
 }
 
-// sharedFile finds a file in ../shared, beside the repository.
-func sharedFile(t testing.TB, name string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	require.NoError(t, err)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		require.NotEqual(t, parent, dir, "no go.mod above the test")
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", name)
-	_, err = os.Stat(p)
-	require.NoError(t, err, "the shared test vectors are expected at %s", p)
-	return p
-}
-
 func loadBunnyVectors(t testing.TB) []bunnyVector {
-	b, err := os.ReadFile(sharedFile(t, "vectors/bunny.json"))
+	b, err := os.ReadFile(sharedfiles.Path(t, "vectors/bunny.json"))
 	require.NoError(t, err)
 	var f struct {
 		Vectors []bunnyVector `json:"vectors"`
