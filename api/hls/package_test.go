@@ -1,0 +1,192 @@
+package hls
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/playgate/playgate/api/hls/m3u8"
+)
+
+// tone makes a real audio file with ffmpeg.
+func tone(t *testing.T, seconds int, name string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name)
+	b, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+		"-i", "sine=frequency=440:duration="+itoa(seconds), out).CombinedOutput()
+	require.NoError(t, err, "ffmpeg is needed (apt-get install -y ffmpeg): %s", b)
+	return out
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func newPackager(t *testing.T, cfg Config) *Packager {
+	t.Helper()
+	if cfg.Renditions == nil {
+		var err error
+		cfg.Renditions, err = ParseRenditions("64k,128k,256k")
+		require.NoError(t, err)
+	}
+	p, err := New(cfg)
+	require.NoError(t, err)
+	return p
+}
+
+func TestPackageThirtySecondTone(t *testing.T) {
+	p := newPackager(t, Config{})
+	input := tone(t, 30, "tone.mp3")
+	var progress []int
+	pkg, err := p.Package(context.Background(), input, strings.Repeat("ab", 32), func(pct int) { progress = append(progress, pct) })
+	require.NoError(t, err)
+	defer pkg.Remove()
+
+	assert.Len(t, pkg.ID, 16)
+	assert.InDelta(t, 30_000, pkg.DurationMS, 100)
+	assert.NotEmpty(t, progress, "ffmpeg's progress is reported")
+	for i := 1; i < len(progress); i++ {
+		assert.GreaterOrEqual(t, progress[i], progress[i-1])
+	}
+
+	// Upload order: media files, then media playlists, then the master.
+	last := pkg.Files[len(pkg.Files)-1]
+	assert.Equal(t, "master.m3u8", last.Rel)
+	firstPlaylist := len(pkg.Files)
+	for i, f := range pkg.Files {
+		if strings.HasSuffix(f.Rel, ".m3u8") {
+			firstPlaylist = min(firstPlaylist, i)
+		} else {
+			assert.Less(t, i, firstPlaylist, "%s after a playlist", f.Rel)
+		}
+	}
+
+	files := map[string][]byte{}
+	for _, f := range pkg.Files {
+		b, err := os.ReadFile(f.Local)
+		require.NoError(t, err)
+		files[f.Rel] = b
+	}
+	master, err := m3u8.ParseMaster(files["master.m3u8"])
+	require.NoError(t, err)
+	assert.Equal(t, 7, master.Version)
+	assert.True(t, master.IndependentSegments)
+	require.Len(t, master.Variants, 3)
+	assert.Equal(t, "128k/index.m3u8", master.Variants[0].URI, "128k is listed first")
+	for _, v := range master.Variants {
+		assert.Equal(t, "mp4a.40.2", v.Codecs)
+		media, err := m3u8.ParseMedia(files[v.URI])
+		require.NoError(t, err, v.URI)
+		assert.Equal(t, 7, media.Version)
+		assert.Equal(t, "VOD", media.PlaylistType)
+		assert.True(t, media.IndependentSegments)
+		assert.True(t, media.EndList)
+		assert.InDelta(t, 30, media.Duration(), 0.2, "durations sum to the track's length")
+		dir := path.Dir(v.URI)
+		var total int64
+		for _, uri := range media.URIs() {
+			assert.False(t, strings.Contains(uri, "/") || strings.Contains(uri, ":"), "URIs are relative: %s", uri)
+			b, ok := files[dir+"/"+uri]
+			require.True(t, ok, "%s resolves to a file of the package", uri)
+			sum := sha256.Sum256(b)
+			assert.Equal(t, hex.EncodeToString(sum[:16])+path.Ext(uri), uri, "the name is the hash of the bytes")
+			if uri != media.MapURI {
+				total += int64(len(b))
+			}
+		}
+		// The master's bandwidths are the measured ones.
+		avg := float64(total*8) / media.Duration()
+		assert.InDelta(t, avg, v.AverageBandwidth, 1)
+		assert.GreaterOrEqual(t, v.Bandwidth, v.AverageBandwidth, "peak >= average")
+		for _, s := range media.Segments {
+			assert.LessOrEqual(t, int(s.Duration+0.5), media.TargetDuration)
+		}
+	}
+	assert.Less(t, master.Variants[1].Bandwidth, master.Variants[0].Bandwidth, "64k below 128k")
+	assert.Greater(t, master.Variants[2].Bandwidth, master.Variants[0].Bandwidth, "256k above 128k")
+}
+
+// The same input and settings give the same bytes, so re-packaging
+// changes nothing a CDN holds.
+func TestPackageIsIdempotent(t *testing.T) {
+	p := newPackager(t, Config{})
+	input := tone(t, 8, "tone.flac")
+	sum := strings.Repeat("cd", 32)
+	read := func() map[string][]byte {
+		pkg, err := p.Package(context.Background(), input, sum, nil)
+		require.NoError(t, err)
+		defer pkg.Remove()
+		out := map[string][]byte{"id:" + pkg.ID: nil}
+		for _, f := range pkg.Files {
+			b, err := os.ReadFile(f.Local)
+			require.NoError(t, err)
+			out[f.Rel] = b
+		}
+		return out
+	}
+	assert.Equal(t, read(), read())
+
+	other := newPackager(t, Config{Renditions: []Rendition{{Name: "96k", Bitrate: 96000}}})
+	assert.NotEqual(t, p.ID(sum), other.ID(sum), "other settings, another package")
+	assert.NotEqual(t, p.ID(sum), p.ID(strings.Repeat("ef", 32)), "another source, another package")
+}
+
+func TestPackageRejectsBadInput(t *testing.T) {
+	p := newPackager(t, Config{MaxDuration: 10 * time.Second})
+	dir := t.TempDir()
+	text := filepath.Join(dir, "notes.mp3")
+	require.NoError(t, os.WriteFile(text, []byte("this is a text file renamed to .mp3\n"), 0o644))
+	empty := filepath.Join(dir, "empty.mp3")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644))
+	good, err := os.ReadFile(tone(t, 3, "x.mp3"))
+	require.NoError(t, err)
+	corrupt := filepath.Join(dir, "corrupt.mp3")
+	require.NoError(t, os.WriteFile(corrupt, append(good[:200:200], bytes.Repeat([]byte{0x55}, 20000)...), 0o644))
+
+	for name, input := range map[string]string{
+		"text renamed .mp3":            text,
+		"zero-length":                  empty,
+		"corrupt":                      corrupt,
+		"longer than HLS_MAX_DURATION": tone(t, 30, "long.mp3"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			pkg, err := p.Package(context.Background(), input, strings.Repeat("00", 32), nil)
+			require.Error(t, err)
+			assert.Nil(t, pkg)
+			assert.ErrorIs(t, err, ErrBadInput)
+		})
+	}
+}
+
+// A job that runs out of time kills ffmpeg (its whole process group).
+func TestPackageTimeoutKillsFFmpeg(t *testing.T) {
+	p := newPackager(t, Config{Timeout: 300 * time.Millisecond})
+	input := tone(t, 600, "ten-minutes.wav")
+	start := time.Now()
+	_, err := p.Package(context.Background(), input, strings.Repeat("11", 32), nil)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrBadInput, "a timeout is worth retrying")
+	assert.Less(t, time.Since(start), 10*time.Second)
+	out, _ := exec.Command("pgrep", "-f", input).Output()
+	assert.Empty(t, strings.TrimSpace(string(out)), "no ffmpeg left running")
+}
+
+func TestParseRenditions(t *testing.T) {
+	r, err := ParseRenditions("64k, 128k,256k")
+	require.NoError(t, err)
+	assert.Equal(t, []Rendition{{"64k", 64000}, {"128k", 128000}, {"256k", 256000}}, r)
+	for _, bad := range []string{"", "128", "128k,128k", "9999k", "fast"} {
+		_, err := ParseRenditions(bad)
+		assert.Error(t, err, bad)
+	}
+}
