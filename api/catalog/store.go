@@ -156,22 +156,41 @@ func (s *Store) whyNoRow(ctx context.Context, id uuid.UUID) error {
 	return ErrVersionMismatch
 }
 
-// SetAudio records a stored original on a track that is still at
-// version, and queues HLS packaging when hls is true. It returns
-// ErrVersionMismatch if the track changed since the upload began (the
-// caller then removes the object it stored).
-func (s *Store) SetAudio(ctx context.Context, id uuid.UUID, version int64, a Audio, hls bool) (Track, error) {
-	status := HLSNone
-	if hls {
-		status = HLSQueued
-	}
-	t, err := scanTrack(s.primary.QueryRow(ctx, `
-		UPDATE tracks SET storage_backend = $3, object_key = $4, content_type = $5,
-			size_bytes = $6, sha256 = $7, duration_ms = NULL,
-			hls_status = $8, hls_error = NULL, hls_progress = 0
-		WHERE id = $1 AND version = $2 AND deleted_at IS NULL
-		RETURNING `+trackColumns,
-		id, version, a.Backend, a.Key, a.ContentType, a.Size, a.SHA256, status))
+// Enqueue queues HLS packaging of a track's new audio inside the
+// transaction that records it, so a job exists exactly when the row says
+// "queued".
+type Enqueue func(ctx context.Context, tx pgx.Tx, track uuid.UUID, sourceSHA256 string) error
+
+// SetAudio records a stored original on a track whose audio is still
+// prevSHA256 ("" for none), and queues HLS packaging with enqueue (nil:
+// no packaging). It returns ErrVersionMismatch if the audio changed since
+// the upload began; the caller then removes the object it stored. The same
+// bytes uploaded again keep the track's HLS state and package.
+func (s *Store) SetAudio(ctx context.Context, id uuid.UUID, prevSHA256 string, a Audio, enqueue Enqueue) (Track, error) {
+	var t Track
+	err := pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
+		status := HLSNone
+		if enqueue != nil {
+			status = HLSQueued
+		}
+		var err error
+		t, err = scanTrack(tx.QueryRow(ctx, `
+			UPDATE tracks SET storage_backend = $3, object_key = $4, content_type = $5, size_bytes = $6, sha256 = $7,
+				duration_ms = CASE WHEN sha256 IS NOT DISTINCT FROM $7 THEN duration_ms END,
+				hls_status = CASE WHEN sha256 IS NOT DISTINCT FROM $7 AND hls_status <> 'failed' THEN hls_status ELSE $8 END,
+				hls_error = CASE WHEN sha256 IS NOT DISTINCT FROM $7 AND hls_status <> 'failed' THEN hls_error END,
+				hls_progress = CASE WHEN sha256 IS NOT DISTINCT FROM $7 AND hls_status <> 'failed' THEN hls_progress ELSE 0 END
+			WHERE id = $1 AND deleted_at IS NULL AND coalesce(sha256, '') = $2
+			RETURNING `+trackColumns,
+			id, prevSHA256, a.Backend, a.Key, a.ContentType, a.Size, a.SHA256, status))
+		if err != nil {
+			return err
+		}
+		if t.HLSStatus == HLSQueued && enqueue != nil {
+			return enqueue(ctx, tx, id, a.SHA256)
+		}
+		return nil
+	})
 	if errors.Is(err, ErrNotFound) {
 		return Track{}, s.whyNoRow(ctx, id)
 	}
@@ -179,6 +198,58 @@ func (s *Store) SetAudio(ctx context.Context, id uuid.UUID, version int64, a Aud
 		return Track{}, fmt.Errorf("cannot record audio of track %s: %w", id, err)
 	}
 	return t, nil
+}
+
+// The packager's state changes apply only while the track is live and
+// still has the audio the job was made for (ErrNotFound otherwise: the
+// job is obsolete).
+
+// StartHLS marks packaging of sourceSHA256 as under way.
+func (s *Store) StartHLS(ctx context.Context, id uuid.UUID, sourceSHA256 string) (Track, error) {
+	return s.hlsUpdate(ctx, id, sourceSHA256, `hls_status = 'processing', hls_progress = 0, hls_error = NULL`)
+}
+
+// HLSProgress records the percentage done.
+func (s *Store) HLSProgress(ctx context.Context, id uuid.UUID, sourceSHA256 string, percent int) error {
+	_, err := s.hlsUpdate(ctx, id, sourceSHA256, `hls_progress = $3`, min(max(percent, 0), 100))
+	return err
+}
+
+// FinishHLS makes a stored package the track's, with its duration, and
+// returns the package it replaces ("" for none).
+func (s *Store) FinishHLS(ctx context.Context, id uuid.UUID, sourceSHA256, prefix string, durationMS int64) (string, error) {
+	var old *string
+	err := s.primary.QueryRow(ctx, `
+		UPDATE tracks t SET hls_status = 'ready', hls_prefix = $3, hls_progress = 100, hls_error = NULL, duration_ms = $4
+		FROM (SELECT id, hls_prefix FROM tracks WHERE id = $1 FOR UPDATE) prev
+		WHERE t.id = prev.id AND t.deleted_at IS NULL AND t.sha256 = $2
+		RETURNING prev.hls_prefix`, id, sourceSHA256, prefix, durationMS).Scan(&old)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot finish packaging of track %s: %w", id, err)
+	}
+	if old == nil || *old == prefix {
+		return "", nil
+	}
+	return *old, nil
+}
+
+// FailHLS records why packaging failed.
+func (s *Store) FailHLS(ctx context.Context, id uuid.UUID, sourceSHA256, reason string) error {
+	_, err := s.hlsUpdate(ctx, id, sourceSHA256, `hls_status = 'failed', hls_error = $3`, reason)
+	return err
+}
+
+func (s *Store) hlsUpdate(ctx context.Context, id uuid.UUID, sourceSHA256, set string, args ...any) (Track, error) {
+	t, err := scanTrack(s.primary.QueryRow(ctx, `UPDATE tracks SET `+set+`
+		WHERE id = $1 AND deleted_at IS NULL AND sha256 = $2 RETURNING `+trackColumns,
+		append([]any{id, sourceSHA256}, args...)...))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Track{}, fmt.Errorf("cannot update packaging of track %s: %w", id, err)
+	}
+	return t, err
 }
 
 // DeleteTrack soft-deletes a track and revokes its share links, returning

@@ -54,8 +54,11 @@ type Deps struct {
 	Backends map[string]storage.Backend // by Backend.Name()
 	Verifier *auth.Verifier
 	Purger   purge.Purger
-	Log      *slog.Logger
-	Metrics  *metrics.Set
+	// Enqueue queues HLS packaging of new audio; nil when HLS_STREAMING
+	// is off.
+	Enqueue catalog.Enqueue
+	Log     *slog.Logger
+	Metrics *metrics.Set
 }
 
 // Server serves the catalog API.
@@ -66,6 +69,7 @@ type Server struct {
 	write    storage.Backend
 	verifier *auth.Verifier
 	purger   purge.Purger
+	enqueue  catalog.Enqueue
 	log      *slog.Logger
 	metrics  *metrics.Set
 	handler  fasthttp.RequestHandler
@@ -102,7 +106,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, store: d.Store, backends: d.Backends, write: write, verifier: d.Verifier,
-		purger: d.Purger, log: d.Log, metrics: d.Metrics,
+		purger: d.Purger, enqueue: d.Enqueue, log: d.Log, metrics: d.Metrics,
 		uploadBytes:   d.Metrics.NewCounter("playgate_api_upload_bytes_total"),
 		orphanObjects: d.Metrics.NewCounter("playgate_api_orphan_objects_total"),
 	}

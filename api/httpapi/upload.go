@@ -133,7 +133,11 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 			storeErr = errStorage
 			return nil
 		}
-		updated, storeErr = s.store.SetAudio(commit, id, t.Version, audio, false)
+		prev := ""
+		if t.SHA256 != nil {
+			prev = *t.SHA256
+		}
+		updated, storeErr = s.store.SetAudio(commit, id, prev, audio, s.enqueue)
 		if storeErr != nil {
 			// Remove the new object unless a row points at it (the same
 			// bytes committed by this track before or by a concurrent

@@ -19,6 +19,9 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 )
 
 //go:embed migrations/*.sql
@@ -71,15 +74,57 @@ func parseMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 }
 
 // Migrate applies every embedded migration that the database has not
-// recorded yet and returns the names of those it applied.
+// recorded yet, then the job queue's (river's own migrations, in their
+// own table), and returns the names of those it applied.
 func Migrate(ctx context.Context, conn *pgx.Conn) ([]string, error) {
 	ms, err := Migrations()
 	if err != nil {
 		return nil, err
 	}
-	return apply(ctx, conn, ms)
+	applied, err := apply(ctx, conn, ms)
+	if err != nil {
+		return applied, err
+	}
+	queue, err := migrateQueue(ctx, conn)
+	return append(applied, queue...), err
 }
 
+// migrateQueue applies river's migrations with river's own runner, which
+// gives each version its own transaction: one of them adds an enum value
+// and then uses it, which PostgreSQL refuses within a single transaction.
+// It runs on a small pool to the database conn is connected to, holding
+// the same advisory lock as the catalogue's migrations on conn.
+func migrateQueue(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	cfg, err := pgxpool.ParseConfig(conn.Config().ConnString())
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	cfg.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	defer pool.Close()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(advisoryLockKey)); err != nil {
+		return nil, fmt.Errorf("schema: cannot take the migration lock: %w", err)
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(advisoryLockKey))
+	}()
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	res, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	if err != nil {
+		return nil, fmt.Errorf("schema: job queue migrations failed: %w", err)
+	}
+	var applied []string
+	for _, v := range res.Versions {
+		applied = append(applied, fmt.Sprintf("river_%03d_%s", v.Version, v.Name))
+	}
+	return applied, nil
+}
 func apply(ctx context.Context, conn *pgx.Conn, ms []Migration) (applied []string, err error) {
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(advisoryLockKey)); err != nil {
 		return nil, fmt.Errorf("schema: cannot take the migration lock: %w", err)

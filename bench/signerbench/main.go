@@ -140,8 +140,8 @@ func seed(ctx context.Context, url string, n int) ([]string, error) {
 			return nil, err
 		}
 		sum := fmt.Sprintf("%064x", i+1)
-		if _, err := store.SetAudio(ctx, t.ID, t.Version, catalog.Audio{Backend: "local",
-			Key: catalog.OriginalKey(t.ID, sum, "mp3"), ContentType: "audio/mpeg", Size: 1 << 20, SHA256: sum}, false); err != nil {
+		if _, err := store.SetAudio(ctx, t.ID, "", catalog.Audio{Backend: "local",
+			Key: catalog.OriginalKey(t.ID, sum, "mp3"), ContentType: "audio/mpeg", Size: 1 << 20, SHA256: sum}, nil); err != nil {
 			return nil, err
 		}
 		ids = append(ids, t.ID.String())

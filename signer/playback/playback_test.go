@@ -171,9 +171,9 @@ func (h *harness) track(owner string, vis catalog.Visibility, price int64, noAud
 		return tr
 	}
 	sum := strings.Repeat("ab", 32)
-	tr, err = h.store.SetAudio(ctx, tr.ID, tr.Version, catalog.Audio{
+	tr, err = h.store.SetAudio(ctx, tr.ID, "", catalog.Audio{
 		Backend: "local", Key: catalog.OriginalKey(tr.ID, sum, "mp3"), ContentType: "audio/mpeg", Size: 1000, SHA256: sum,
-	}, false)
+	}, nil)
 	require.NoError(h.t, err)
 	return tr
 }
