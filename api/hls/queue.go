@@ -1,0 +1,301 @@
+package hls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/origin/storage"
+)
+
+// PackageArgs is the job that packages one track's audio. One exists per
+// (track, source hash) while it is pending.
+type PackageArgs struct {
+	TrackID      uuid.UUID `json:"track_id"`
+	SourceSHA256 string    `json:"source_sha256"`
+}
+
+// Kind implements river.JobArgs.
+func (PackageArgs) Kind() string { return "hls_package" }
+
+// InsertOpts makes the job unique per track and source while it is not
+// finished, with retries and backoff from river's default policy.
+func (PackageArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		MaxAttempts: 5,
+		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+			rivertype.JobStateRunning, rivertype.JobStateScheduled,
+		}},
+	}
+}
+
+// CollectArgs deletes a package that was replaced, after a grace period
+// in which players that started on it can finish.
+type CollectArgs struct {
+	TrackID uuid.UUID `json:"track_id"`
+	Backend string    `json:"backend"`
+	Prefix  string    `json:"prefix"` // "hls/{track}/{package}"
+}
+
+// Kind implements river.JobArgs.
+func (CollectArgs) Kind() string { return "hls_collect" }
+
+// QueueConfig configures the job queue.
+type QueueConfig struct {
+	// Workers is how many packages this process makes at once; 0 makes
+	// an insert-only queue (the api with WORKER_CONCURRENCY=0).
+	Workers int
+	// CollectAfter is the grace period before a replaced package goes.
+	CollectAfter time.Duration
+}
+
+// Queue is the packaging job queue in PostgreSQL (river).
+type Queue struct {
+	client *river.Client[pgx.Tx]
+}
+
+// NewQueue builds the queue. packager may be nil when cfg.Workers is 0.
+func NewQueue(cfg QueueConfig, pool *pgxpool.Pool, store *catalog.Store, backends map[string]storage.Backend,
+	packager *Packager, log *slog.Logger, set *metrics.Set) (*Queue, error) {
+	rc := &river.Config{Logger: log.With("component", "queue")}
+	if cfg.Workers > 0 {
+		if packager == nil {
+			return nil, errors.New("hls: workers need a packager")
+		}
+		if cfg.CollectAfter <= 0 {
+			cfg.CollectAfter = 24 * time.Hour
+		}
+		workers := river.NewWorkers()
+		river.AddWorker(workers, &packageWorker{store: store, backends: backends, packager: packager, log: log,
+			collectAfter: cfg.CollectAfter, metrics: newJobMetrics(set)})
+		river.AddWorker(workers, &collectWorker{store: store, backends: backends, log: log})
+		rc.Workers = workers
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+		// A package of a long track takes minutes; river's default job
+		// timeout is one minute.
+		rc.JobTimeout = packager.cfg.Timeout + 10*time.Minute
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), rc)
+	if err != nil {
+		return nil, fmt.Errorf("hls: %w", err)
+	}
+	return &Queue{client: client}, nil
+}
+
+// Enqueue implements catalog.Enqueue.
+func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, track uuid.UUID, sourceSHA256 string) error {
+	_, err := q.client.InsertTx(ctx, tx, PackageArgs{TrackID: track, SourceSHA256: sourceSHA256}, nil)
+	if err != nil {
+		return fmt.Errorf("hls: cannot queue packaging of %s: %w", track, err)
+	}
+	return nil
+}
+
+// Start starts the workers (if any).
+func (q *Queue) Start(ctx context.Context) error { return q.client.Start(ctx) }
+
+// Stop lets running jobs finish, up to ctx's deadline.
+func (q *Queue) Stop(ctx context.Context) error { return q.client.Stop(ctx) }
+
+type jobMetrics struct {
+	ok, failed, obsolete *metrics.Counter
+	duration             *metrics.PrometheusHistogram
+}
+
+func newJobMetrics(set *metrics.Set) jobMetrics {
+	return jobMetrics{
+		ok:       set.NewCounter(`playgate_api_packaging_jobs_total{outcome="ready"}`),
+		failed:   set.NewCounter(`playgate_api_packaging_jobs_total{outcome="failed"}`),
+		obsolete: set.NewCounter(`playgate_api_packaging_jobs_total{outcome="obsolete"}`),
+		duration: set.NewPrometheusHistogram(`playgate_api_packaging_duration_seconds`),
+	}
+}
+
+type packageWorker struct {
+	river.WorkerDefaults[PackageArgs]
+	store        *catalog.Store
+	backends     map[string]storage.Backend
+	packager     *Packager
+	log          *slog.Logger
+	collectAfter time.Duration
+	metrics      jobMetrics
+}
+
+// Work packages one track: fetch the original to a temporary file, make
+// the package, upload init and segments, then media playlists, then the
+// master, and only then flip the row to ready.
+func (w *packageWorker) Work(ctx context.Context, job *river.Job[PackageArgs]) error {
+	start := time.Now()
+	a := job.Args
+	t, err := w.store.StartHLS(ctx, a.TrackID, a.SourceSHA256)
+	if errors.Is(err, catalog.ErrNotFound) {
+		w.metrics.obsolete.Inc()
+		return river.JobCancel(errors.New("the track was deleted or has new audio"))
+	}
+	if err != nil {
+		return err
+	}
+	backend, ok := w.backends[*t.StorageBackend]
+	if !ok {
+		return w.fail(ctx, a, fmt.Errorf("storage backend %q is not configured on this worker", *t.StorageBackend), job)
+	}
+	src, err := w.fetch(ctx, backend, *t.ObjectKey)
+	if err != nil {
+		return w.fail(ctx, a, err, job)
+	}
+	defer os.Remove(src)
+
+	lastReported := 0
+	pkg, err := w.packager.Package(ctx, src, a.SourceSHA256, func(pct int) {
+		// Every update notifies the signers; a few are enough.
+		if pct >= lastReported+10 {
+			lastReported = pct
+			_ = w.store.HLSProgress(ctx, a.TrackID, a.SourceSHA256, pct)
+		}
+	})
+	if err != nil {
+		return w.fail(ctx, a, err, job)
+	}
+	defer pkg.Remove()
+
+	prefix := "hls/" + a.TrackID.String() + "/" + pkg.ID
+	for _, f := range pkg.Files {
+		if err := putFile(ctx, backend, prefix+"/"+f.Rel, f); err != nil {
+			return w.fail(ctx, a, err, job)
+		}
+	}
+	old, err := w.store.FinishHLS(ctx, a.TrackID, a.SourceSHA256, prefix, pkg.DurationMS)
+	if errors.Is(err, catalog.ErrNotFound) {
+		// Deleted or given new audio while this ran: what was uploaded
+		// belongs to nothing.
+		w.metrics.obsolete.Inc()
+		deletePrefix(ctx, backend, prefix+"/", w.log)
+		return river.JobCancel(errors.New("the track was deleted or has new audio"))
+	}
+	if err != nil {
+		return err
+	}
+	if old != "" {
+		client := river.ClientFromContext[pgx.Tx](ctx)
+		if _, err := client.Insert(ctx, CollectArgs{TrackID: a.TrackID, Backend: backend.Name(), Prefix: old},
+			&river.InsertOpts{ScheduledAt: time.Now().Add(w.collectAfter)}); err != nil {
+			w.log.Error("cannot schedule collection of a replaced package", "prefix", old, "err", err)
+		}
+	}
+	w.metrics.ok.Inc()
+	w.metrics.duration.UpdateDuration(start)
+	return nil
+}
+
+// fail records the failure on the track. Faults of the input are final;
+// anything else is retried by the queue.
+func (w *packageWorker) fail(ctx context.Context, a PackageArgs, err error, job *river.Job[PackageArgs]) error {
+	w.metrics.failed.Inc()
+	reason := err.Error()
+	if len(reason) > 500 {
+		reason = reason[:500]
+	}
+	if ferr := w.store.FailHLS(context.WithoutCancel(ctx), a.TrackID, a.SourceSHA256, reason); ferr != nil && !errors.Is(ferr, catalog.ErrNotFound) {
+		w.log.Error("cannot record packaging failure", "track", a.TrackID, "err", ferr)
+	}
+	w.log.Warn("packaging failed", "track", a.TrackID, "attempt", job.Attempt, "err", err)
+	if errors.Is(err, ErrBadInput) {
+		return river.JobCancel(err)
+	}
+	return err
+}
+
+// fetch copies an original to a temporary file: ffmpeg seeks in its
+// input, which a storage stream cannot do.
+func (w *packageWorker) fetch(ctx context.Context, b storage.Backend, key string) (string, error) {
+	rc, _, err := b.Open(ctx, key, 0, -1)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the original: %w", err)
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp("", "playgate-src-*")
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", fmt.Errorf("cannot read the original: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func putFile(ctx context.Context, b storage.Backend, key string, f File) error {
+	r, err := os.Open(f.Local)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if _, err := b.Put(ctx, key, r, f.ContentType); err != nil {
+		return fmt.Errorf("cannot store %s: %w", key, err)
+	}
+	return nil
+}
+
+func deletePrefix(ctx context.Context, b storage.Backend, prefix string, log *slog.Logger) {
+	var keys []string
+	if err := b.List(ctx, prefix, func(o storage.Object) error {
+		keys = append(keys, o.Key)
+		return nil
+	}); err != nil {
+		log.Error("cannot list objects to delete", "prefix", prefix, "err", err)
+	}
+	for _, k := range keys {
+		if err := b.Delete(ctx, k); err != nil {
+			log.Error("cannot delete object", "key", k, "err", err)
+		}
+	}
+}
+
+type collectWorker struct {
+	river.WorkerDefaults[CollectArgs]
+	store    *catalog.Store
+	backends map[string]storage.Backend
+	log      *slog.Logger
+}
+
+// Work deletes a replaced package unless the track uses it again (the
+// same audio re-uploaded makes the same package id).
+func (w *collectWorker) Work(ctx context.Context, job *river.Job[CollectArgs]) error {
+	a := job.Args
+	if !strings.HasPrefix(a.Prefix, "hls/"+a.TrackID.String()+"/") {
+		return river.JobCancel(fmt.Errorf("prefix %q is not under the track", a.Prefix))
+	}
+	t, err := w.store.TrackForUpdate(ctx, a.TrackID)
+	if err == nil && t.HLSPrefix != nil && *t.HLSPrefix == a.Prefix {
+		return nil // in use again
+	}
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return err
+	}
+	b, ok := w.backends[a.Backend]
+	if !ok {
+		return fmt.Errorf("storage backend %q is not configured on this worker", a.Backend)
+	}
+	deletePrefix(ctx, b, a.Prefix+"/", w.log)
+	return nil
+}
