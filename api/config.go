@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/playgate/playgate/api/hls"
 	"github.com/playgate/playgate/origin/storage"
 )
 
@@ -27,6 +28,15 @@ type Config struct {
 	CDNProvider     string        `envconfig:"CDN_PROVIDER" default:"bunny"`
 	CDNEnabled      bool          `envconfig:"CDN_ENABLED"`
 
+	HLSStreaming      bool          `envconfig:"HLS_STREAMING" default:"true"`
+	WorkerConcurrency int           `envconfig:"WORKER_CONCURRENCY" default:"1"`
+	HLSRenditions     string        `envconfig:"HLS_RENDITIONS" default:"64k,128k,256k"`
+	HLSMaxDuration    time.Duration `envconfig:"HLS_MAX_DURATION" default:"2h"`
+	HLSJobTimeout     time.Duration `envconfig:"HLS_JOB_TIMEOUT" default:"30m"`
+	HLSCollectAfter   time.Duration `envconfig:"HLS_COLLECT_AFTER" default:"24h"`
+	FFmpegPath        string        `envconfig:"FFMPEG_PATH"`
+	FFprobePath       string        `envconfig:"FFPROBE_PATH"`
+
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 }
 
@@ -46,7 +56,26 @@ func (c *Config) Validate() error {
 		// Promotion to the content-addressed key is one CopyObject.
 		errs = append(errs, errors.New("UPLOAD_MAX_BYTES is at most 5 GiB with S3 storage"))
 	}
+	if c.WorkerConcurrency < 0 {
+		errs = append(errs, errors.New("WORKER_CONCURRENCY must not be negative"))
+	}
+	if _, err := hls.ParseRenditions(c.HLSRenditions); err != nil {
+		errs = append(errs, err)
+	}
+	if c.HLSMaxDuration <= 0 || c.HLSJobTimeout <= 0 || c.HLSCollectAfter <= 0 {
+		errs = append(errs, errors.New("HLS_MAX_DURATION, HLS_JOB_TIMEOUT and HLS_COLLECT_AFTER must be positive"))
+	}
 	return errors.Join(errs...)
+}
+
+// packager builds the HLS packager from the configuration.
+func (c *Config) packager() (*hls.Packager, error) {
+	renditions, err := hls.ParseRenditions(c.HLSRenditions)
+	if err != nil {
+		return nil, err
+	}
+	return hls.New(hls.Config{FFmpeg: c.FFmpegPath, FFprobe: c.FFprobePath, Renditions: renditions,
+		MaxDuration: c.HLSMaxDuration, Timeout: c.HLSJobTimeout})
 }
 
 func (c *Config) storage() storage.Config {

@@ -3,6 +3,7 @@
 //
 //	api [serve]                 serve the API (default)
 //	api migrate                 apply database migrations and exit
+//	api worker                  run only HLS packaging workers
 //	api token --sub ID [--ttl D] [--role R]
 //	                            print a development JWT (HS256, AUTH_JWT_SECRET)
 package main
@@ -26,6 +27,7 @@ import (
 
 	"github.com/playgate/playgate/api/auth"
 	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/api/hls"
 	"github.com/playgate/playgate/api/httpapi"
 	"github.com/playgate/playgate/api/purge"
 	"github.com/playgate/playgate/api/schema"
@@ -51,13 +53,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch cmd {
 	case "serve":
-		return serve(ctx, stderr)
+		return serve(ctx, stderr, true)
+	case "worker":
+		return serve(ctx, stderr, false)
 	case "migrate":
 		return migrate(ctx, stdout)
 	case "token":
 		return token(args, stdout)
 	default:
-		return fmt.Errorf("unknown command %q: use serve, migrate or token", cmd)
+		return fmt.Errorf("unknown command %q: use serve, worker, migrate or token", cmd)
 	}
 }
 
@@ -73,7 +77,10 @@ func loadConfig(stderr io.Writer) (*Config, *slog.Logger, error) {
 	return &cfg, log, nil
 }
 
-func serve(ctx context.Context, stderr io.Writer) error {
+// serve runs the API with in-process packaging workers
+// (WORKER_CONCURRENCY of them), or, with http false, the workers alone:
+// `api worker` scales packaging on as many machines as needed.
+func serve(ctx context.Context, stderr io.Writer, http bool) error {
 	cfg, log, err := loadConfig(stderr)
 	if err != nil {
 		return err
@@ -106,6 +113,45 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	set := metrics.NewSet()
+	store := catalog.NewStore(primary, read)
+
+	workers := cfg.WorkerConcurrency
+	if !http && workers == 0 {
+		return errors.New("api worker: WORKER_CONCURRENCY must be at least 1")
+	}
+	var queue *hls.Queue
+	if cfg.HLSStreaming || !http {
+		var packager *hls.Packager
+		if workers > 0 {
+			if packager, err = cfg.packager(); err != nil {
+				return err
+			}
+		}
+		queue, err = hls.NewQueue(hls.QueueConfig{Workers: workers, CollectAfter: cfg.HLSCollectAfter},
+			primary, store, backends, packager, log, set)
+		if err != nil {
+			return err
+		}
+		if workers > 0 {
+			if err := queue.Start(ctx); err != nil {
+				return fmt.Errorf("cannot start packaging workers: %w", err)
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				_ = queue.Stop(sctx)
+			}()
+			log.Info("packaging workers started", "workers", workers)
+		}
+	}
+	if !http {
+		<-ctx.Done()
+		return nil
+	}
+	var enqueue catalog.Enqueue
+	if cfg.HLSStreaming {
+		enqueue = queue.Enqueue
+	}
 	// Purging arrives with the CDN providers; until one has an API
 	// configured, skipped purges are logged and counted.
 	provider := "none"
@@ -118,8 +164,9 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		SignerURL:      cfg.SignerPublicURL,
 		WriteBackend:   cfg.TrackStorageBackend,
 	}, httpapi.Deps{
-		Store:    catalog.NewStore(primary, read),
+		Store:    store,
 		Backends: backends,
+		Enqueue:  enqueue,
 		Verifier: verifier,
 		Purger:   purge.NewSkip(log, set, provider),
 		Log:      log,

@@ -137,6 +137,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	waitForHLS(ctx, env, demo)
 	printWelcome(env, demo)
 
 	select {
@@ -311,6 +312,38 @@ func ensureDemoTrack(ctx context.Context, data string, env map[string]string) (d
 	return demoTrack{ID: tr.ID, Token: token}, nil
 }
 
+// waitForHLS waits for the demo track's package, so the printed HLS
+// commands work when they are printed.
+func waitForHLS(ctx context.Context, env map[string]string, d demoTrack) {
+	api := "http://" + hostPort(env["API_ADDR"])
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		_, body, err := call(ctx, "GET", api+"/v1/tracks/"+d.ID, d.Token, "", nil)
+		var tr struct {
+			HLSStatus string  `json:"hls_status"`
+			HLSError  *string `json:"hls_error"`
+		}
+		if err == nil && json.Unmarshal(body, &tr) == nil {
+			switch tr.HLSStatus {
+			case "ready":
+				return
+			case "failed":
+				say("the demo track's HLS packaging failed: %v", tr.HLSError)
+				return
+			case "none":
+				say("HLS_STREAMING is off: the demo track has no HLS package")
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	say("the demo track's HLS package is not ready yet; see the api's log")
+}
+
 func printWelcome(env map[string]string, d demoTrack) {
 	api := "http://" + hostPort(env["API_ADDR"])
 	signer := "http://" + hostPort(env["SIGNER_ADDR"])
@@ -323,6 +356,10 @@ playgate is running: api %s, signer %s, origin http://%s. Try:
   curl -sL -o demo.mp3 %s/v1/tracks/%s/stream && ls -l demo.mp3
   curl -sL -r 1000-1999 %s/v1/tracks/%s/stream | wc -c      # a byte range
   curl -si %s/v1/tracks/%s/stream | grep -i '^location'      # the signed URL
+
+  # play its HLS package (made by the packaging worker) with ffmpeg as the player
+  curl -si %s/v1/tracks/%s/hls | grep -i '^location'
+  ffmpeg -hide_banner -i %s/v1/tracks/%s/hls -map 0:a:0 -map 0:a:1 -map 0:a:2 -f null -
 
   # the demo track's metadata, and your tracks (as user %q)
   curl -s %s/v1/tracks/%s
@@ -339,6 +376,7 @@ playgate is running: api %s, signer %s, origin http://%s. Try:
 Press Ctrl-C to stop everything.
 `, api, signer, hostPort(env["ORIGIN_ADDR"]), d.Token,
 		signer, d.ID, signer, d.ID, signer, d.ID,
+		signer, d.ID, signer, d.ID,
 		demoUser, api, d.ID, api, api, api, env["AUTH_JWT_SECRET"])
 }
 
