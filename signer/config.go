@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/playgate/playgate/origin/storage"
 	"github.com/playgate/playgate/signer/token"
 )
 
@@ -38,6 +39,9 @@ type Config struct {
 	// "origin"), which the origin verifies.
 	OriginPublicURL string `envconfig:"ORIGIN_PUBLIC_URL" default:"http://localhost:8082"`
 	OriginTokenKey  string `envconfig:"ORIGIN_TOKEN_KEY"`
+
+	// Storage, to read HLS master playlists for /master.m3u8.
+	storage.Env
 
 	CacheBytes  int64         `envconfig:"SIGNER_CACHE_BYTES" default:"268435456"`
 	NegativeTTL time.Duration `envconfig:"SIGNER_NEGATIVE_TTL" default:"10s"`
@@ -85,6 +89,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheBytes < 1<<20 {
 		errs = append(errs, errors.New("SIGNER_CACHE_BYTES must be at least 1 MiB"))
+	}
+	if err := c.Env.Validate(""); err != nil {
+		errs = append(errs, err)
 	}
 	if c.NegativeTTL <= 0 || c.GrantTTL <= 0 {
 		errs = append(errs, errors.New("SIGNER_NEGATIVE_TTL and SIGNER_GRANT_TTL must be positive"))

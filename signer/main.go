@@ -21,8 +21,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/playgate/playgate/api/auth"
+	"github.com/playgate/playgate/api/hls/m3u8"
 	"github.com/playgate/playgate/internal/envcfg"
 	"github.com/playgate/playgate/internal/ops"
+	"github.com/playgate/playgate/origin/storage"
 	"github.com/playgate/playgate/signer/playback"
 	"github.com/playgate/playgate/signer/token"
 	"github.com/playgate/playgate/signer/trackcache"
@@ -115,11 +117,28 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return nil
 	}
 
+	backends, err := storage.OpenAll(ctx, storage.Config{Dir: cfg.StorageDir, S3: cfg.Env.S3()})
+	if err != nil {
+		return err
+	}
+	playlists := func(ctx context.Context, backend, key string) ([]byte, error) {
+		b, ok := backends[backend]
+		if !ok {
+			return nil, fmt.Errorf("storage backend %q is not configured", backend)
+		}
+		rc, _, err := b.Open(ctx, key, 0, -1)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return io.ReadAll(io.LimitReader(rc, m3u8.MaxSize))
+	}
+
 	provider := cfg.tokenConfig().Provider
 	srv, err := playback.New(playback.Config{
 		Provider: provider, TokenTTL: cfg.CDNTokenTTL, TokenBucket: cfg.CDNTokenBucket,
 		BindIP: cfg.CDNTokenBindIP, TrustedProxies: trusted,
-	}, cache, signer, verifier, log, set, cache.Ready(read))
+	}, cache, signer, verifier, playlists, log, set, cache.Ready(read))
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/playgate/playgate/api/auth"
 	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/api/hls/m3u8"
 	"github.com/playgate/playgate/internal/ops"
 	"github.com/playgate/playgate/internal/problem"
 	"github.com/playgate/playgate/signer/token"
@@ -47,6 +49,11 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 }
 
+// Playlists reads a package's master playlist from storage. Packages are
+// immutable (their directory is named after their content), so what it
+// returns may be kept.
+type Playlists func(ctx context.Context, backend, key string) ([]byte, error)
+
 // Server answers playback requests.
 type Server struct {
 	cfg      Config
@@ -61,7 +68,15 @@ type Server struct {
 	signErrors *metrics.Counter
 	routes     map[string]fasthttp.RequestHandler // by action, instrumented
 	fallback   fasthttp.RequestHandler            // the router: ops endpoints, 404s
+
+	playlists Playlists
+	masters   sync.Map // package dir -> *m3u8.Master, immutable
+	nMasters  atomic.Int64
 }
+
+// maxMasters bounds the parsed master playlists kept; past it the set
+// starts over (they are small and cheap to read again).
+const maxMasters = 50_000
 
 // scratch is per-request working memory, pooled so that a play allocates
 // nothing: the request handed to the Signer interface would otherwise
@@ -75,7 +90,7 @@ type scratch struct {
 // JWT configuration exists (then only public, unlisted and shared tracks
 // play).
 func New(cfg Config, cache *trackcache.Cache, signer token.Signer, verifier *auth.Verifier,
-	log *slog.Logger, set *metrics.Set, ready ops.Check) (*Server, error) {
+	playlists Playlists, log *slog.Logger, set *metrics.Set, ready ops.Check) (*Server, error) {
 	if cfg.TokenTTL < time.Minute {
 		return nil, errors.New("CDN_TOKEN_TTL must be at least 1m")
 	}
@@ -86,16 +101,17 @@ func New(cfg Config, cache *trackcache.Cache, signer token.Signer, verifier *aut
 		return nil, errors.New("playback: cache, signer, log and metrics are required")
 	}
 	s := &Server{
-		cfg: cfg, cache: cache, signer: signer, verifier: verifier, log: log, now: time.Now,
+		cfg: cfg, cache: cache, signer: signer, verifier: verifier, playlists: playlists, log: log, now: time.Now,
 		signErrors: set.NewCounter(fmt.Sprintf(`playgate_signer_sign_errors_total{provider=%q}`, cfg.Provider)),
 	}
 	s.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 1024)} }
 
 	rm := ops.NewRequestMetrics(set, "signer")
 	s.routes = map[string]fasthttp.RequestHandler{
-		"stream":   rm.Wrap("/v1/tracks/{id}/stream", s.stream),
-		"hls":      rm.Wrap("/v1/tracks/{id}/hls", s.hls),
-		"download": rm.Wrap("/v1/tracks/{id}/download", s.download),
+		"stream":      rm.Wrap("/v1/tracks/{id}/stream", s.stream),
+		"hls":         rm.Wrap("/v1/tracks/{id}/hls", s.hls),
+		"download":    rm.Wrap("/v1/tracks/{id}/download", s.download),
+		"master.m3u8": rm.Wrap("/v1/tracks/{id}/master.m3u8", s.master),
 	}
 	r := router.New()
 	r.NotFound = ops.NotFound
@@ -282,6 +298,77 @@ func (s *Server) hls(ctx *fasthttp.RequestCtx) {
 	defer s.scratch.Put(sc)
 	sc.req = token.Request{Path: t.HLSMaster, TokenPath: t.HLSDir, PathForm: true}
 	s.redirect(ctx, sc)
+}
+
+// master answers with the master playlist itself, every variant URI an
+// absolute signed URL with a path-form directory token, so the media
+// playlists' relative URIs inherit it. For players that handle redirects
+// to playlists badly (Apple's HLS authoring spec advises against them).
+func (s *Server) master(ctx *fasthttp.RequestCtx) {
+	t, _, ok := s.resolve(ctx)
+	if !ok {
+		return
+	}
+	if t.HLSDir == "" || s.playlists == nil {
+		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotReady, "the track has no HLS package ready")
+		return
+	}
+	m, err := s.loadMaster(t)
+	if err != nil {
+		s.log.Error("cannot read master playlist", "track", t.ID, "err", err)
+		s.unavailable(ctx)
+		return
+	}
+	now := s.now()
+	r := token.Request{TokenPath: t.HLSDir, PathForm: true, Expires: token.ExpiryBucket(now, s.cfg.TokenTTL, s.cfg.TokenBucket)}
+	if s.cfg.BindIP {
+		r.IP = s.clientIP(ctx)
+	}
+	out := *m
+	out.Variants = make([]m3u8.Variant, len(m.Variants))
+	for i, v := range m.Variants {
+		r.Path = t.HLSDir + v.URI
+		u, err := s.signer.AppendURL(nil, &r)
+		if err != nil {
+			s.signErrors.Inc()
+			problem.Write(ctx, fasthttp.StatusInternalServerError, problem.Internal, "cannot sign the URL")
+			return
+		}
+		v.URI = string(u)
+		out.Variants[i] = v
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "private, max-age="+strconv.FormatInt(max(r.Expires-now.Unix(), 0), 10))
+	ctx.Response.Header.Set(fasthttp.HeaderVary, "Authorization")
+	ctx.SetContentType("application/vnd.apple.mpegurl")
+	ctx.SetBody(out.Encode())
+}
+
+// loadMaster reads and parses a package's master playlist once.
+func (s *Server) loadMaster(t *trackcache.Track) (*m3u8.Master, error) {
+	if m, ok := s.masters.Load(t.HLSDir); ok {
+		return m.(*m3u8.Master), nil
+	}
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := s.playlists(c, t.Backend, strings.TrimPrefix(t.HLSMaster, "/"))
+	if err != nil {
+		return nil, err
+	}
+	m, err := m3u8.ParseMaster(b)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range m.Variants {
+		if strings.Contains(v.URI, "://") || strings.HasPrefix(v.URI, "/") || strings.Contains(v.URI, "..") {
+			return nil, fmt.Errorf("variant URI %q is not relative to the package", v.URI)
+		}
+	}
+	if s.nMasters.Add(1) > maxMasters {
+		s.masters.Clear()
+		s.nMasters.Store(1)
+	}
+	s.masters.Store(t.HLSDir, m)
+	return m, nil
 }
 
 // download redirects to the original as an attachment. Paid tracks need

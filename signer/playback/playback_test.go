@@ -26,9 +26,11 @@ import (
 
 	"github.com/playgate/playgate/api/auth"
 	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/api/hls/m3u8"
 	"github.com/playgate/playgate/internal/ops"
 	"github.com/playgate/playgate/internal/pgtest"
 	"github.com/playgate/playgate/internal/problem"
+	"github.com/playgate/playgate/origin/storage"
 	"github.com/playgate/playgate/signer/playback"
 	"github.com/playgate/playgate/signer/token"
 	"github.com/playgate/playgate/signer/trackcache"
@@ -63,6 +65,7 @@ func (q *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryE
 
 type harness struct {
 	t       testing.TB
+	objects storage.Backend
 	srv     *playback.Server
 	dbURL   string
 	store   *catalog.Store
@@ -113,12 +116,22 @@ func newHarness(t testing.TB, o options) *harness {
 			t.Fatal("the listener did not start")
 		}
 	}
+	objects, err := storage.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	playlists := func(ctx context.Context, backend, key string) ([]byte, error) {
+		rc, _, err := objects.Open(ctx, key, 0, -1)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return io.ReadAll(rc)
+	}
 	signer, err := token.New(token.Config{Provider: "bunny", BaseURL: cdnBase, Key: cdnKey})
 	require.NoError(t, err)
 	verifier, err := auth.NewVerifier(auth.Config{Secret: jwtSecret})
 	require.NoError(t, err)
 	srv, err := playback.New(playback.Config{Provider: "bunny", TokenTTL: time.Hour, TokenBucket: 5 * time.Minute},
-		cache, signer, verifier, log, set, cache.Ready(read))
+		cache, signer, verifier, playlists, log, set, cache.Ready(read))
 	require.NoError(t, err)
 
 	ln := fasthttputil.NewInmemoryListener()
@@ -127,7 +140,7 @@ func newHarness(t testing.TB, o options) *harness {
 	go func() { done <- ops.Serve(sctx, srv.HTTPServer(), ln, 5*time.Second) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return &harness{
-		t: t, srv: srv, dbURL: dbURL, store: catalog.NewStore(primary, nil), cache: cache, queries: qc, verify: signer, ln: ln,
+		t: t, objects: objects, srv: srv, dbURL: dbURL, store: catalog.NewStore(primary, nil), cache: cache, queries: qc, verify: signer, ln: ln,
 		metrics: set,
 		client: &http.Client{
 			Transport:     &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return ln.Dial() }},
@@ -317,6 +330,49 @@ func TestHLSRedirectUsesADirectoryToken(t *testing.T) {
 	for _, rel := range []string{"128k/index.m3u8", "128k/3f2a.m4s", "64k/0a1b.mp4"} {
 		_, err := h.verify.Verify(strings.TrimPrefix(dir+rel, cdnBase), netip.Addr{}, time.Now())
 		assert.NoError(t, err, rel)
+	}
+}
+
+// /master.m3u8 answers the master playlist itself with every variant an
+// absolute signed URL whose directory token opens the whole package.
+func TestMasterPlaylist(t *testing.T) {
+	h := newHarness(t, options{listen: true})
+	tr := h.track("alice", catalog.Public, 0, false)
+	path := "/v1/tracks/" + tr.ID.String() + "/master.m3u8"
+	r := h.get(path, "")
+	assert.Equal(t, http.StatusNotFound, r.status, "no package yet")
+	assert.Equal(t, "not-ready", r.problemType(t))
+
+	prefix := "hls/" + tr.ID.String() + "/p1"
+	master := "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=140000,AVERAGE-BANDWIDTH=130000,CODECS=\"mp4a.40.2\"\n128k/index.m3u8\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=70000,AVERAGE-BANDWIDTH=65000,CODECS=\"mp4a.40.2\"\n64k/index.m3u8\n"
+	_, err := h.objects.Put(context.Background(), prefix+"/master.m3u8", strings.NewReader(master), "")
+	require.NoError(t, err)
+	pool, err := pgxpool.New(context.Background(), h.dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(context.Background(), `UPDATE tracks SET hls_status = 'ready', hls_prefix = $2 WHERE id = $1`, tr.ID, prefix)
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool { r = h.get(path, ""); return r.status == http.StatusOK },
+		time.Second, 10*time.Millisecond, "the ready package is seen within a second: %s", r.body)
+	assert.Equal(t, "application/vnd.apple.mpegurl", r.header.Get("Content-Type"))
+	assert.True(t, strings.HasPrefix(r.header.Get("Cache-Control"), "private, max-age="))
+	m, err := m3u8.ParseMaster(r.body)
+	require.NoError(t, err)
+	require.Len(t, m.Variants, 2)
+	assert.EqualValues(t, 140000, m.Variants[0].Bandwidth, "attributes are kept")
+	for i, rendition := range []string{"128k", "64k"} {
+		u := m.Variants[i].URI
+		require.True(t, strings.HasPrefix(u, cdnBase+"/bcdn_token="), "absolute, path-form: %s", u)
+		p, err := h.verify.Verify(strings.TrimPrefix(u, cdnBase), netip.Addr{}, time.Now())
+		require.NoError(t, err)
+		assert.Equal(t, "/"+prefix+"/"+rendition+"/index.m3u8", p)
+		// A segment URI relative to the media playlist keeps the token.
+		seg := u[:strings.LastIndexByte(u, '/')+1] + "0a1b2c3d4e5f60718293a4b5c6d7e8f9.m4s"
+		_, err = h.verify.Verify(strings.TrimPrefix(seg, cdnBase), netip.Addr{}, time.Now())
+		assert.NoError(t, err)
 	}
 }
 
