@@ -138,7 +138,8 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	srv, err := playback.New(playback.Config{
 		Provider: provider, TokenTTL: cfg.CDNTokenTTL, TokenBucket: cfg.CDNTokenBucket,
 		BindIP: cfg.CDNTokenBindIP, TrustedProxies: trusted,
-	}, cache, signer, verifier, playlists, log, set, cache.Ready(read))
+	}, playback.Deps{Cache: cache, Signer: signer, Verifier: verifier, Playlists: playlists,
+		Presign: presign(backends), Log: log, Metrics: set, Ready: cache.Ready(read)})
 	if err != nil {
 		return err
 	}
@@ -148,4 +149,16 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	}
 	log.Info("signer listening", "addr", ln.Addr().String(), "provider", provider, "cdn_enabled", cfg.CDNEnabled)
 	return ops.Serve(ctx, srv.HTTPServer(), ln, 10*time.Second)
+}
+
+// presign makes direct S3 URLs for the signer's fallback (SPEC §4.5).
+func presign(backends map[string]storage.Backend) playback.Presign {
+	return func(ctx context.Context, backend, key string, ttl time.Duration, download string) (string, bool, error) {
+		b, ok := backends[backend].(*storage.S3)
+		if !ok {
+			return "", false, nil
+		}
+		u, err := b.PresignGet(ctx, key, ttl, download)
+		return u, err == nil, err
+	}
 }

@@ -161,7 +161,7 @@ func startSigner(ctx context.Context, pool *pgxpool.Pool) (string, func(), error
 		return "", nil, err
 	}
 	srv, err := playback.New(playback.Config{Provider: "bunny", TokenTTL: time.Hour, TokenBucket: 5 * time.Minute},
-		cache, signer, nil, nil, log, set, cache.Ready(pool))
+		playback.Deps{Cache: cache, Signer: signer, Log: log, Metrics: set, Ready: cache.Ready(pool)})
 	if err != nil {
 		return "", nil, err
 	}

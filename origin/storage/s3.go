@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -267,3 +268,22 @@ func mapS3Error(key string, err error) error {
 }
 
 func unquote(etag string) string { return strings.Trim(etag, `"`) }
+
+// PresignGet returns a SigV4 presigned GET URL for key, valid for ttl,
+// made by aws-sdk-go-v2's own presigner (SPEC §4.5: the signer's
+// fallback when CDN signing fails for an object stored here).
+func (b *S3) PresignGet(ctx context.Context, key string, ttl time.Duration, download string) (string, error) {
+	if err := ValidateKey(key); err != nil {
+		return "", err
+	}
+	in := &s3.GetObjectInput{Bucket: &b.bucket, Key: &key}
+	if download != "" {
+		cd := mime.FormatMediaType("attachment", map[string]string{"filename": download})
+		in.ResponseContentDisposition = &cd
+	}
+	req, err := s3.NewPresignClient(b.client).PresignGetObject(ctx, in, s3.WithPresignExpires(ttl))
+	if err != nil {
+		return "", fmt.Errorf("storage: cannot presign %s: %w", key, err)
+	}
+	return req.URL, nil
+}

@@ -49,6 +49,10 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 }
 
+// Presign makes a direct, presigned URL for an object in a backend; ok is
+// false when that backend cannot presign (local storage).
+type Presign func(ctx context.Context, backend, key string, ttl time.Duration, download string) (url string, ok bool, err error)
+
 // Playlists reads a package's master playlist from storage. Packages are
 // immutable (their directory is named after their content), so what it
 // returns may be kept.
@@ -70,6 +74,8 @@ type Server struct {
 	fallback   fasthttp.RequestHandler            // the router: ops endpoints, 404s
 
 	playlists Playlists
+	presign   Presign
+	fallbacks *metrics.Counter
 	masters   sync.Map // package dir -> *m3u8.Master, immutable
 	nMasters  atomic.Int64
 }
@@ -86,23 +92,39 @@ type scratch struct {
 	req token.Request
 }
 
-// New validates cfg and builds the server. verifier may be nil when no
-// JWT configuration exists (then only public, unlisted and shared tracks
-// play).
-func New(cfg Config, cache *trackcache.Cache, signer token.Signer, verifier *auth.Verifier,
-	playlists Playlists, log *slog.Logger, set *metrics.Set, ready ops.Check) (*Server, error) {
+// Deps are the server's collaborators.
+type Deps struct {
+	Cache  *trackcache.Cache
+	Signer token.Signer
+	// Verifier checks bearer tokens; nil when no JWT configuration exists
+	// (then only public, unlisted and shared tracks play).
+	Verifier *auth.Verifier
+	// Playlists reads master playlists for /master.m3u8; nil disables it.
+	Playlists Playlists
+	// Presign makes the fallback URL when signing fails; nil: none.
+	Presign Presign
+	Log     *slog.Logger
+	Metrics *metrics.Set
+	Ready   ops.Check
+}
+
+// New validates cfg and builds the server.
+func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.TokenTTL < time.Minute {
 		return nil, errors.New("CDN_TOKEN_TTL must be at least 1m")
 	}
 	if cfg.TokenBucket < 0 || cfg.TokenBucket > cfg.TokenTTL {
 		return nil, errors.New("CDN_TOKEN_BUCKET must be between 0 and CDN_TOKEN_TTL")
 	}
-	if cache == nil || signer == nil || log == nil || set == nil {
+	if d.Cache == nil || d.Signer == nil || d.Log == nil || d.Metrics == nil {
 		return nil, errors.New("playback: cache, signer, log and metrics are required")
 	}
+	set := d.Metrics
 	s := &Server{
-		cfg: cfg, cache: cache, signer: signer, verifier: verifier, playlists: playlists, log: log, now: time.Now,
+		cfg: cfg, cache: d.Cache, signer: d.Signer, verifier: d.Verifier, playlists: d.Playlists, presign: d.Presign,
+		log: d.Log, now: time.Now,
 		signErrors: set.NewCounter(fmt.Sprintf(`playgate_signer_sign_errors_total{provider=%q}`, cfg.Provider)),
+		fallbacks:  set.NewCounter(fmt.Sprintf(`playgate_signer_fallbacks_total{provider=%q,to="s3presign"}`, cfg.Provider)),
 	}
 	s.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 1024)} }
 
@@ -116,9 +138,9 @@ func New(cfg Config, cache *trackcache.Cache, signer token.Signer, verifier *aut
 	r := router.New()
 	r.NotFound = ops.NotFound
 	r.MethodNotAllowed = ops.MethodNotAllowed
-	ops.Mount(r, set, ready)
+	ops.Mount(r, set, d.Ready)
 	s.fallback = r.Handler
-	s.handler = ops.Recover(log, s.route)
+	s.handler = ops.Recover(d.Log, s.route)
 	return s, nil
 }
 
@@ -279,7 +301,7 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx) {
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	sc.req = token.Request{Path: t.ObjectPath}
-	s.redirect(ctx, sc)
+	s.redirect(ctx, sc, t.Backend)
 }
 
 // hls redirects to the signed master playlist of the ready package. The
@@ -297,7 +319,9 @@ func (s *Server) hls(ctx *fasthttp.RequestCtx) {
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	sc.req = token.Request{Path: t.HLSMaster, TokenPath: t.HLSDir, PathForm: true}
-	s.redirect(ctx, sc)
+	// No fallback for HLS: a presigned URL opens one object, and a
+	// package is many.
+	s.redirect(ctx, sc, "")
 }
 
 // master answers with the master playlist itself, every variant URI an
@@ -399,7 +423,7 @@ func (s *Server) download(ctx *fasthttp.RequestCtx) {
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	sc.req = token.Request{Path: t.ObjectPath, Download: downloadName(t)}
-	s.redirect(ctx, sc)
+	s.redirect(ctx, sc, t.Backend)
 }
 
 // downloadName is the attachment's file name: the title, made safe for a
@@ -425,7 +449,11 @@ func downloadName(t *trackcache.Track) string {
 // redirect signs r and answers 302. The response may be cached privately
 // for as long as the URL works, never longer, so a cached redirect never
 // carries an expired token.
-func (s *Server) redirect(ctx *fasthttp.RequestCtx, sc *scratch) {
+//
+// If signing fails and the object is in a backend that can presign (S3),
+// the answer is a presigned URL straight to the bucket (SPEC §4.5), so
+// a CDN-side fault does not stop playback; backend "" allows no fallback.
+func (s *Server) redirect(ctx *fasthttp.RequestCtx, sc *scratch, backend string) {
 	r := &sc.req
 	now := s.now()
 	r.Expires = token.ExpiryBucket(now, s.cfg.TokenTTL, s.cfg.TokenBucket)
@@ -436,9 +464,38 @@ func (s *Server) redirect(ctx *fasthttp.RequestCtx, sc *scratch) {
 	if err != nil {
 		s.signErrors.Inc()
 		s.log.Error("cannot sign", "provider", s.cfg.Provider, "path", r.Path, "err", err)
+		if u, ok := s.presignFallback(backend, r, now); ok {
+			sc.buf = append(sc.buf[:0], u...)
+			u := sc.buf
+			s.writeRedirect(ctx, sc, u, r.Expires, now)
+			return
+		}
 		problem.Write(ctx, fasthttp.StatusInternalServerError, problem.Internal, "cannot sign the URL")
 		return
 	}
+	s.writeRedirect(ctx, sc, u, r.Expires, now)
+}
+
+// presignFallback presigns the object directly, if its backend can.
+func (s *Server) presignFallback(backend string, r *token.Request, now time.Time) (string, bool) {
+	if backend == "" || s.presign == nil {
+		return "", false
+	}
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	u, ok, err := s.presign(c, backend, strings.TrimPrefix(r.Path, "/"), time.Duration(r.Expires-now.Unix())*time.Second, r.Download)
+	if err != nil || !ok {
+		if err != nil {
+			s.log.Error("cannot presign the fallback URL", "path", r.Path, "err", err)
+		}
+		return "", false
+	}
+	s.fallbacks.Inc()
+	return u, true
+}
+
+// writeRedirect answers 302 to u, cacheable privately until expires.
+func (s *Server) writeRedirect(ctx *fasthttp.RequestCtx, sc *scratch, u []byte, expires int64, now time.Time) {
 	h := &ctx.Response.Header
 	h.SetStatusCode(fasthttp.StatusFound)
 	h.SetBytesV(fasthttp.HeaderLocation, u)
@@ -447,7 +504,7 @@ func (s *Server) redirect(ctx *fasthttp.RequestCtx, sc *scratch) {
 	// buffer.
 	mark := len(u)
 	cc := append(u, "private, max-age="...)
-	cc = strconv.AppendInt(cc, max(r.Expires-now.Unix(), 0), 10)
+	cc = strconv.AppendInt(cc, max(expires-now.Unix(), 0), 10)
 	h.SetBytesV(fasthttp.HeaderCacheControl, cc[mark:])
 	h.Set(fasthttp.HeaderVary, "Authorization")
 	h.SetContentType("text/html; charset=utf-8")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -30,6 +31,7 @@ import (
 	"github.com/playgate/playgate/internal/ops"
 	"github.com/playgate/playgate/internal/pgtest"
 	"github.com/playgate/playgate/internal/problem"
+	"github.com/playgate/playgate/internal/s3test"
 	"github.com/playgate/playgate/origin/storage"
 	"github.com/playgate/playgate/signer/playback"
 	"github.com/playgate/playgate/signer/token"
@@ -80,6 +82,22 @@ type harness struct {
 type options struct {
 	negativeTTL time.Duration
 	listen      bool
+	failSigning bool             // a CDN signer that always fails
+	presign     playback.Presign // the fallback
+}
+
+// brokenSigner stands in for a CDN signer that fails at run time.
+type brokenSigner struct{}
+
+func (brokenSigner) AppendURL(dst []byte, _ *token.Request) ([]byte, error) {
+	return dst, errors.New("the CDN key service is down")
+}
+
+func (o options) signerFor(real token.Signer) token.Signer {
+	if o.failSigning {
+		return brokenSigner{}
+	}
+	return real
 }
 
 func newHarness(t testing.TB, o options) *harness {
@@ -131,7 +149,8 @@ func newHarness(t testing.TB, o options) *harness {
 	verifier, err := auth.NewVerifier(auth.Config{Secret: jwtSecret})
 	require.NoError(t, err)
 	srv, err := playback.New(playback.Config{Provider: "bunny", TokenTTL: time.Hour, TokenBucket: 5 * time.Minute},
-		cache, signer, verifier, playlists, log, set, cache.Ready(read))
+		playback.Deps{Cache: cache, Signer: o.signerFor(signer), Verifier: verifier, Playlists: playlists,
+			Presign: o.presign, Log: log, Metrics: set, Ready: cache.Ready(read)})
 	require.NoError(t, err)
 
 	ln := fasthttputil.NewInmemoryListener()
@@ -500,4 +519,48 @@ func TestMetricsRegisteredOnce(t *testing.T) {
 	assert.Contains(t, body, `playgate_signer_requests_total{route="/v1/tracks/{id}/stream",status="302"} 2`)
 	assert.Contains(t, body, `playgate_signer_cache_requests_total{cache="tracks",result="hit"} 1`)
 	assert.Contains(t, body, `playgate_signer_cache_requests_total{cache="tracks",result="miss"} 1`)
+}
+
+// When CDN signing fails at run time, a track on S3 still plays through a
+// presigned URL straight to the bucket (SPEC §4.5); one on local disk
+// gets a 500, never an unsigned URL.
+func TestSignFailureFallsBackToS3Presign(t *testing.T) {
+	bucket := s3test.Start(t).NewBucket(t)
+	h := newHarness(t, options{failSigning: true, presign: func(ctx context.Context, backend, key string, ttl time.Duration, download string) (string, bool, error) {
+		if backend != "s3" {
+			return "", false, nil
+		}
+		u, err := bucket.PresignGet(ctx, key, ttl, download)
+		return u, err == nil, err
+	}})
+	ctx := context.Background()
+	data := []byte("the bytes of a track stored on S3")
+	tr, err := h.store.CreateTrack(ctx, "alice", catalog.NewTrack{Title: "On S3", Artist: "A", Visibility: catalog.Public})
+	require.NoError(t, err)
+	sum := strings.Repeat("5a", 32)
+	key := catalog.OriginalKey(tr.ID, sum, "mp3")
+	_, err = bucket.Put(ctx, key, bytes.NewReader(data), "audio/mpeg")
+	require.NoError(t, err)
+	_, err = h.store.SetAudio(ctx, tr.ID, "", catalog.Audio{Backend: "s3", Key: key, ContentType: "audio/mpeg", Size: int64(len(data)), SHA256: sum}, nil)
+	require.NoError(t, err)
+
+	r := h.get("/v1/tracks/"+tr.ID.String()+"/stream", "")
+	require.Equal(t, http.StatusFound, r.status, "body %s", r.body)
+	loc := r.header.Get("Location")
+	assert.Contains(t, loc, "X-Amz-Signature=", "a SigV4 presigned URL")
+	resp, err := http.Get(loc)
+	require.NoError(t, err)
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, data, got, "the presigned URL serves the object")
+
+	local := h.track("alice", catalog.Public, 0, false)
+	r = h.get("/v1/tracks/"+local.ID.String()+"/stream", "")
+	assert.Equal(t, http.StatusInternalServerError, r.status, "no fallback for local storage, and no unsigned URL")
+	assert.Empty(t, r.header.Get("Location"))
+
+	m := h.get("/metrics", "")
+	assert.Contains(t, string(m.body), `playgate_signer_fallbacks_total{provider="bunny",to="s3presign"} 1`)
+	assert.Contains(t, string(m.body), `playgate_signer_sign_errors_total{provider="bunny"} 2`)
 }
