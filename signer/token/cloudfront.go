@@ -159,4 +159,3 @@ func CloudFrontPolicyJSON(p *sign.Policy) ([]byte, error) {
 func CloudFrontBase64(b []byte) string {
 	return strings.NewReplacer("+", "-", "=", "_", "/", "~").Replace(base64.StdEncoding.EncodeToString(b))
 }
-
