@@ -124,8 +124,8 @@ func run(ctx context.Context, stderr io.Writer) error {
 		WriteTimeout: cfg.WriteTimeout, MaxConns: cfg.MaxConns,
 	}
 	if sconf.Auth == serve.AuthToken {
-		v, err := token.New(token.Config{Provider: "origin", BaseURL: cfg.OriginPublicURL,
-			Key: []byte(cfg.OriginTokenKey), PreviousKey: []byte(cfg.OriginTokenKeyPrevious)})
+		v, err := token.NewBunny(token.BunnyHMAC, cfg.OriginPublicURL,
+			[]byte(cfg.OriginTokenKey), []byte(cfg.OriginTokenKeyPrevious))
 		if err != nil {
 			return fmt.Errorf("ORIGIN_TOKEN_KEY: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/playgate/playgate/internal/envcfg"
 	"github.com/playgate/playgate/origin/storage"
 	"github.com/playgate/playgate/signer/token"
 )
@@ -34,6 +35,11 @@ type Config struct {
 	CDNTokenBucket         time.Duration `envconfig:"CDN_TOKEN_BUCKET" default:"5m"`
 	CDNTokenBindIP         bool          `envconfig:"CDN_TOKEN_BIND_IP"`
 	TrustedProxies         []string      `envconfig:"TRUSTED_PROXIES"`
+
+	// CloudFront (CDN_PROVIDER=cloudfront).
+	CloudFrontKeyPairID  string `envconfig:"CLOUDFRONT_KEY_PAIR_ID"`
+	CloudFrontPrivateKey string `envconfig:"CLOUDFRONT_PRIVATE_KEY"` // PEM, inline or a file path
+	CloudFrontHash       string `envconfig:"CLOUDFRONT_HASH" default:"sha1"`
 
 	// Without a CDN the signer signs the origin's own URLs (provider
 	// "origin"), which the origin verifies.
@@ -61,11 +67,30 @@ func (c *Config) Validate() error {
 		if !slices.Contains(token.Providers, c.CDNProvider) {
 			errs = append(errs, fmt.Errorf("CDN_PROVIDER %q is unknown (known: %s)", c.CDNProvider, strings.Join(token.Providers, ", ")))
 		}
-		if err := absoluteURL(c.CDNBaseURL); err != nil {
-			errs = append(errs, fmt.Errorf("CDN_BASE_URL: %w", err))
+		if c.CDNProvider != "s3presign" { // presigned URLs go to the bucket itself
+			if err := absoluteURL(c.CDNBaseURL); err != nil {
+				errs = append(errs, fmt.Errorf("CDN_BASE_URL: %w", err))
+			}
 		}
-		if len(c.CDNSecurityKey) < token.MinKeyLen {
-			errs = append(errs, fmt.Errorf("CDN_SECURITY_KEY must be set (at least %d characters) when CDN_ENABLED=true", token.MinKeyLen))
+		switch c.CDNProvider {
+		case "cloudfront":
+			if c.CloudFrontKeyPairID == "" || c.CloudFrontPrivateKey == "" {
+				errs = append(errs, errors.New("CDN_PROVIDER=cloudfront needs CLOUDFRONT_KEY_PAIR_ID and CLOUDFRONT_PRIVATE_KEY"))
+			}
+			if c.CloudFrontHash != "sha1" && c.CloudFrontHash != "sha256" {
+				errs = append(errs, errors.New("CLOUDFRONT_HASH must be sha1 or sha256"))
+			}
+		case "s3presign":
+			if c.S3Bucket == "" {
+				errs = append(errs, errors.New("CDN_PROVIDER=s3presign needs S3_BUCKET"))
+			}
+		default:
+			if len(c.CDNSecurityKey) < token.MinKeyLen {
+				errs = append(errs, fmt.Errorf("CDN_SECURITY_KEY must be set (at least %d characters) when CDN_ENABLED=true", token.MinKeyLen))
+			}
+		}
+		if c.CDNTokenBindIP && !token.CapabilitiesOf(c.CDNProvider).BindIP {
+			errs = append(errs, fmt.Errorf("CDN_TOKEN_BIND_IP=true but CDN_PROVIDER=%s cannot bind URLs to an address", c.CDNProvider))
 		}
 		if c.CDNSecurityKeyPrevious != "" && len(c.CDNSecurityKeyPrevious) < token.MinKeyLen {
 			errs = append(errs, fmt.Errorf("CDN_SECURITY_KEY_PREVIOUS must be at least %d characters", token.MinKeyLen))
@@ -99,13 +124,34 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// tokenConfig is the provider to sign with.
-func (c *Config) tokenConfig() token.Config {
+// tokenConfig is the provider to sign with; s3 is the bucket's client
+// (s3presign).
+func (c *Config) tokenConfig(s3 *storage.S3) (token.Config, error) {
 	if !c.CDNEnabled {
-		return token.Config{Provider: "origin", BaseURL: c.OriginPublicURL, Key: []byte(c.OriginTokenKey)}
+		return token.Config{Provider: "origin", BaseURL: c.OriginPublicURL, Key: []byte(c.OriginTokenKey)}, nil
 	}
-	return token.Config{Provider: c.CDNProvider, BaseURL: c.CDNBaseURL,
-		Key: []byte(c.CDNSecurityKey), PreviousKey: []byte(c.CDNSecurityKeyPrevious)}
+	tc := token.Config{Provider: c.CDNProvider, BaseURL: c.CDNBaseURL, TTL: c.CDNTokenTTL,
+		Key: []byte(c.CDNSecurityKey), PreviousKey: []byte(c.CDNSecurityKeyPrevious),
+		KeyPairID: c.CloudFrontKeyPairID, SHA256: c.CloudFrontHash == "sha256"}
+	if c.CDNProvider == "cloudfront" {
+		pem, err := envcfg.Secret("CLOUDFRONT_PRIVATE_KEY", c.CloudFrontPrivateKey)
+		if err != nil {
+			return token.Config{}, err
+		}
+		tc.PrivateKeyPEM = pem
+	}
+	if s3 != nil {
+		tc.S3, tc.Bucket = s3.Client(), s3.Bucket()
+	}
+	return tc, nil
+}
+
+// provider is the name of the scheme in use.
+func (c *Config) provider() string {
+	if !c.CDNEnabled {
+		return "origin"
+	}
+	return c.CDNProvider
 }
 
 func (c *Config) trustedProxies() ([]netip.Prefix, error) {

@@ -67,10 +67,6 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	signer, err := token.New(cfg.tokenConfig())
-	if err != nil {
-		return err
-	}
 	var verifier *auth.Verifier
 	if cfg.AuthJWTSecret != "" || cfg.AuthJWTPublicKey != "" {
 		pub, err := envcfg.Secret("AUTH_JWT_PUBLIC_KEY", cfg.AuthJWTPublicKey)
@@ -121,6 +117,15 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	bucket, _ := backends["s3"].(*storage.S3)
+	tc, err := cfg.tokenConfig(bucket)
+	if err != nil {
+		return err
+	}
+	signer, err := token.New(tc)
+	if err != nil {
+		return err
+	}
 	playlists := func(ctx context.Context, backend, key string) ([]byte, error) {
 		b, ok := backends[backend]
 		if !ok {
@@ -134,10 +139,10 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return io.ReadAll(io.LimitReader(rc, m3u8.MaxSize))
 	}
 
-	provider := cfg.tokenConfig().Provider
+	provider := cfg.provider()
 	srv, err := playback.New(playback.Config{
 		Provider: provider, TokenTTL: cfg.CDNTokenTTL, TokenBucket: cfg.CDNTokenBucket,
-		BindIP: cfg.CDNTokenBindIP, TrustedProxies: trusted,
+		BindIP: cfg.CDNTokenBindIP, TrustedProxies: trusted, Capabilities: token.CapabilitiesOf(provider),
 	}, playback.Deps{Cache: cache, Signer: signer, Verifier: verifier, Playlists: playlists,
 		Presign: presign(backends), Log: log, Metrics: set, Ready: cache.Ready(read)})
 	if err != nil {

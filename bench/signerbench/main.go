@@ -156,11 +156,11 @@ func startSigner(ctx context.Context, pool *pgxpool.Pool) (string, func(), error
 	if err != nil {
 		return "", nil, err
 	}
-	signer, err := token.New(token.Config{Provider: "bunny", BaseURL: "https://zone.b-cdn.net", Key: []byte("0d1c3a6e-9f7b-4b8e-8f5a-2c1d0e9f8a7b")})
+	signer, err := token.NewBunny(token.BunnyHMAC, "https://zone.b-cdn.net", []byte("0d1c3a6e-9f7b-4b8e-8f5a-2c1d0e9f8a7b"))
 	if err != nil {
 		return "", nil, err
 	}
-	srv, err := playback.New(playback.Config{Provider: "bunny", TokenTTL: time.Hour, TokenBucket: 5 * time.Minute},
+	srv, err := playback.New(playback.Config{Provider: "bunny", TokenTTL: time.Hour, TokenBucket: 5 * time.Minute, Capabilities: token.CapabilitiesOf("bunny")},
 		playback.Deps{Cache: cache, Signer: signer, Log: log, Metrics: set, Ready: cache.Ready(pool)})
 	if err != nil {
 		return "", nil, err

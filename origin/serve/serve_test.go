@@ -314,7 +314,7 @@ func TestDownloadDisposition(t *testing.T) {
 func TestTokenAuth(t *testing.T) {
 	key := []byte("origin-token-key-0123456789")
 	previous := []byte("origin-previous-key-0123456")
-	verifier, err := token.New(token.Config{Provider: "origin", BaseURL: originURL, Key: key, PreviousKey: previous})
+	verifier, err := token.NewBunny(token.BunnyHMAC, originURL, key, previous)
 	require.NoError(t, err)
 	f := newOrigin(t, serve.Config{Auth: serve.AuthToken, Verifier: verifier}, backendsLocal(t))
 	now := time.Now()

@@ -47,6 +47,9 @@ type Config struct {
 	BindIP bool
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
+	// Capabilities of the provider: without path tokens, HLS goes through
+	// playlists the signer rewrites.
+	Capabilities token.Capabilities
 }
 
 // Presign makes a direct, presigned URL for an object in a backend; ok is
@@ -73,11 +76,14 @@ type Server struct {
 	routes     map[string]fasthttp.RequestHandler // by action, instrumented
 	fallback   fasthttp.RequestHandler            // the router: ops endpoints, 404s
 
-	playlists Playlists
-	presign   Presign
-	fallbacks *metrics.Counter
-	masters   sync.Map // package dir -> *m3u8.Master, immutable
-	nMasters  atomic.Int64
+	playlists     Playlists
+	presign       Presign
+	playlistRoute fasthttp.RequestHandler
+	media         sync.Map // media playlist key -> *m3u8.Media, immutable
+	nMedia        atomic.Int64
+	fallbacks     *metrics.Counter
+	masters       sync.Map // package dir -> *m3u8.Master, immutable
+	nMasters      atomic.Int64
 }
 
 // maxMasters bounds the parsed master playlists kept; past it the set
@@ -135,6 +141,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		"download":    rm.Wrap("/v1/tracks/{id}/download", s.download),
 		"master.m3u8": rm.Wrap("/v1/tracks/{id}/master.m3u8", s.master),
 	}
+	s.playlistRoute = rm.Wrap("/v1/tracks/{id}/hls/{playlist}", s.hlsPlaylist)
 	r := router.New()
 	r.NotFound = ops.NotFound
 	r.MethodNotAllowed = ops.MethodNotAllowed
@@ -151,6 +158,10 @@ const tracksPrefix = "/v1/tracks/"
 func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	_, action, ok := splitTrackPath(ctx.Path())
 	if !ok {
+		if _, _, ok := splitPlaylistPath(ctx.Path()); ok {
+			s.playlistRoute(ctx)
+			return
+		}
 		s.fallback(ctx)
 		return
 	}
@@ -165,6 +176,41 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	h(ctx)
+}
+
+// splitPlaylistPath splits "/v1/tracks/{id}/hls/{playlist}", where the
+// playlist is "master.m3u8" or "{rendition}/index.m3u8".
+func splitPlaylistPath(path []byte) (id, playlist []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(path, []byte(tracksPrefix))
+	if !ok {
+		return nil, nil, false
+	}
+	i := bytes.IndexByte(rest, '/')
+	if i < 0 {
+		return nil, nil, false
+	}
+	id, rest = rest[:i], rest[i+1:]
+	playlist, ok = bytes.CutPrefix(rest, []byte("hls/"))
+	if !ok {
+		return nil, nil, false
+	}
+	if string(playlist) == "master.m3u8" {
+		return id, playlist, true
+	}
+	r, file, ok := bytes.Cut(playlist, []byte("/"))
+	if !ok || len(r) == 0 || string(file) != "index.m3u8" || bytes.ContainsAny(r, "./") {
+		return nil, nil, false
+	}
+	return id, playlist, true
+}
+
+// trackIDOf is the id segment of either path shape.
+func trackIDOf(path []byte) []byte {
+	if id, _, ok := splitTrackPath(path); ok {
+		return id
+	}
+	id, _, _ := splitPlaylistPath(path)
+	return id
 }
 
 // splitTrackPath splits "/v1/tracks/{id}/{action}".
@@ -230,8 +276,7 @@ func (s *Server) resolve(ctx *fasthttp.RequestCtx) (*trackcache.Track, string, b
 	if !ok {
 		return nil, "", false
 	}
-	raw, _, _ := splitTrackPath(ctx.Path()) // route matched it already
-	id, err := parseID(raw)
+	id, err := parseID(trackIDOf(ctx.Path())) // route matched the shape already
 	if err != nil {
 		problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidID, "the track id is not a UUID")
 		return nil, "", false
@@ -316,6 +361,18 @@ func (s *Server) hls(ctx *fasthttp.RequestCtx) {
 		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotReady, "the track has no HLS package ready")
 		return
 	}
+	if !s.cfg.Capabilities.PathTokens {
+		// Relative URIs in a playlist would lose a query-string token:
+		// the signer serves the playlists itself, every URI signed.
+		loc := "/v1/tracks/" + t.ID.String() + "/hls/master.m3u8"
+		if share := ctx.QueryArgs().Peek("share"); len(share) > 0 {
+			loc += "?share=" + string(share) // resolve checked its syntax
+		}
+		ctx.Response.Header.Set(fasthttp.HeaderLocation, loc)
+		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "private, max-age=60")
+		ctx.SetStatusCode(fasthttp.StatusFound)
+		return
+	}
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	sc.req = token.Request{Path: t.HLSMaster, TokenPath: t.HLSDir, PathForm: true}
@@ -365,6 +422,113 @@ func (s *Server) master(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set(fasthttp.HeaderVary, "Authorization")
 	ctx.SetContentType("application/vnd.apple.mpegurl")
 	ctx.SetBody(out.Encode())
+}
+
+// hlsPlaylist serves the playlists of a package rewritten for a CDN
+// without path tokens: the master's variants point back here (carrying
+// the share token, which relative URIs would lose), and a media
+// playlist's init and segment URIs become signed CDN URLs.
+func (s *Server) hlsPlaylist(ctx *fasthttp.RequestCtx) {
+	t, _, ok := s.resolve(ctx)
+	if !ok {
+		return
+	}
+	if t.HLSDir == "" || s.playlists == nil {
+		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotReady, "the track has no HLS package ready")
+		return
+	}
+	_, playlist, _ := splitPlaylistPath(ctx.Path())
+	now := s.now()
+	expires := token.ExpiryBucket(now, s.cfg.TokenTTL, s.cfg.TokenBucket)
+	var body []byte
+	if string(playlist) == "master.m3u8" {
+		m, err := s.loadMaster(t)
+		if err != nil {
+			s.log.Error("cannot read master playlist", "track", t.ID, "err", err)
+			s.unavailable(ctx)
+			return
+		}
+		suffix := ""
+		if share := ctx.QueryArgs().Peek("share"); len(share) > 0 {
+			suffix = "?share=" + string(share)
+		}
+		out := *m
+		out.Variants = make([]m3u8.Variant, len(m.Variants))
+		for i, v := range m.Variants {
+			v.URI += suffix
+			out.Variants[i] = v
+		}
+		body = out.Encode()
+	} else {
+		rendition := string(playlist[:bytes.IndexByte(playlist, '/')])
+		m, err := s.loadMedia(t, rendition)
+		if err != nil {
+			s.log.Error("cannot read media playlist", "track", t.ID, "rendition", rendition, "err", err)
+			problem.Write(ctx, fasthttp.StatusNotFound, problem.NotFound, "no such rendition")
+			return
+		}
+		r := token.Request{Expires: expires}
+		if s.cfg.Capabilities.DirectoryPolicy {
+			r.TokenPath = t.HLSDir // one policy for the whole package (CloudFront)
+		}
+		if s.cfg.BindIP {
+			r.IP = s.clientIP(ctx)
+		}
+		out := *m
+		sign := func(uri string) (string, error) {
+			r.Path = t.HLSDir + rendition + "/" + uri
+			u, err := s.signer.AppendURL(nil, &r)
+			return string(u), err
+		}
+		if out.MapURI, err = sign(m.MapURI); err != nil {
+			s.signErrors.Inc()
+			problem.Write(ctx, fasthttp.StatusInternalServerError, problem.Internal, "cannot sign the URL")
+			return
+		}
+		out.Segments = make([]m3u8.Segment, len(m.Segments))
+		for i, seg := range m.Segments {
+			if seg.URI, err = sign(seg.URI); err != nil {
+				s.signErrors.Inc()
+				problem.Write(ctx, fasthttp.StatusInternalServerError, problem.Internal, "cannot sign the URL")
+				return
+			}
+			out.Segments[i] = seg
+		}
+		body = out.Encode()
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "private, max-age="+strconv.FormatInt(max(expires-now.Unix(), 0), 10))
+	ctx.Response.Header.Set(fasthttp.HeaderVary, "Authorization")
+	ctx.SetContentType("application/vnd.apple.mpegurl")
+	ctx.SetBody(body)
+}
+
+// loadMedia reads and parses a rendition's media playlist once.
+func (s *Server) loadMedia(t *trackcache.Track, rendition string) (*m3u8.Media, error) {
+	key := strings.TrimPrefix(t.HLSDir, "/") + rendition + "/index.m3u8"
+	if m, ok := s.media.Load(key); ok {
+		return m.(*m3u8.Media), nil
+	}
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := s.playlists(c, t.Backend, key)
+	if err != nil {
+		return nil, err
+	}
+	m, err := m3u8.ParseMedia(b)
+	if err != nil {
+		return nil, err
+	}
+	for _, uri := range m.URIs() {
+		if strings.ContainsAny(uri, "/:?") || strings.HasPrefix(uri, ".") {
+			return nil, fmt.Errorf("URI %q is not a file of the rendition", uri)
+		}
+	}
+	if s.nMedia.Add(1) > maxMasters {
+		s.media.Clear()
+		s.nMedia.Store(1)
+	}
+	s.media.Store(key, m)
+	return m, nil
 }
 
 // loadMaster reads and parses a package's master playlist once.

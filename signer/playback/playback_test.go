@@ -74,7 +74,7 @@ type harness struct {
 	cache   *trackcache.Cache
 	queries *queryCounter
 	verify  *token.Bunny
-	ln      *fasthttputil.InmemoryListener
+	ln      net.Listener
 	client  *http.Client
 	metrics *metrics.Set
 }
@@ -84,6 +84,10 @@ type options struct {
 	listen      bool
 	failSigning bool             // a CDN signer that always fails
 	presign     playback.Presign // the fallback
+	tcp         bool             // serve on a loopback port (for clients like ffmpeg)
+	objects     storage.Backend  // where playlists are read (default: a temporary local dir)
+	signer      token.Signer     // default: bunny
+	provider    string
 }
 
 // brokenSigner stands in for a CDN signer that fails at run time.
@@ -134,8 +138,12 @@ func newHarness(t testing.TB, o options) *harness {
 			t.Fatal("the listener did not start")
 		}
 	}
-	objects, err := storage.NewLocal(t.TempDir())
-	require.NoError(t, err)
+	objects := o.objects
+	if objects == nil {
+		local, err := storage.NewLocal(t.TempDir())
+		require.NoError(t, err)
+		objects = local
+	}
 	playlists := func(ctx context.Context, backend, key string) ([]byte, error) {
 		rc, _, err := objects.Open(ctx, key, 0, -1)
 		if err != nil {
@@ -144,25 +152,41 @@ func newHarness(t testing.TB, o options) *harness {
 		defer rc.Close()
 		return io.ReadAll(rc)
 	}
-	signer, err := token.New(token.Config{Provider: "bunny", BaseURL: cdnBase, Key: cdnKey})
+	bunny, err := token.NewBunny(token.BunnyHMAC, cdnBase, cdnKey)
 	require.NoError(t, err)
+	var signer token.Signer = bunny
+	if o.signer != nil {
+		signer = o.signer
+	}
+	if o.provider == "" {
+		o.provider = "bunny"
+	}
 	verifier, err := auth.NewVerifier(auth.Config{Secret: jwtSecret})
 	require.NoError(t, err)
-	srv, err := playback.New(playback.Config{Provider: "bunny", TokenTTL: time.Hour, TokenBucket: 5 * time.Minute},
+	srv, err := playback.New(playback.Config{Provider: o.provider, TokenTTL: time.Hour, TokenBucket: 5 * time.Minute, Capabilities: token.CapabilitiesOf(o.provider)},
 		playback.Deps{Cache: cache, Signer: o.signerFor(signer), Verifier: verifier, Playlists: playlists,
 			Presign: o.presign, Log: log, Metrics: set, Ready: cache.Ready(read)})
 	require.NoError(t, err)
 
-	ln := fasthttputil.NewInmemoryListener()
+	var ln net.Listener = fasthttputil.NewInmemoryListener()
+	if o.tcp {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- ops.Serve(sctx, srv.HTTPServer(), ln, 5*time.Second) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return &harness{
-		t: t, objects: objects, srv: srv, dbURL: dbURL, store: catalog.NewStore(primary, nil), cache: cache, queries: qc, verify: signer, ln: ln,
+		t: t, objects: objects, srv: srv, dbURL: dbURL, store: catalog.NewStore(primary, nil), cache: cache, queries: qc, verify: bunny, ln: ln,
 		metrics: set,
 		client: &http.Client{
-			Transport:     &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return ln.Dial() }},
+			Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if ml, ok := ln.(*fasthttputil.InmemoryListener); ok {
+					return ml.Dial()
+				}
+				return (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String())
+			}},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
