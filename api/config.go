@@ -27,6 +27,15 @@ type Config struct {
 	SignerPublicURL string        `envconfig:"SIGNER_PUBLIC_URL" default:"http://localhost:8081"`
 	CDNProvider     string        `envconfig:"CDN_PROVIDER" default:"bunny"`
 	CDNEnabled      bool          `envconfig:"CDN_ENABLED"`
+	CDNBaseURL      string        `envconfig:"CDN_BASE_URL"`
+
+	// Purging (SPEC §4.6).
+	CDNAPIKey                string `envconfig:"CDN_API_KEY"` // Bunny account API key
+	BunnyAPIURL              string `envconfig:"BUNNY_API_URL" default:"https://api.bunny.net"`
+	CloudflareZoneID         string `envconfig:"CLOUDFLARE_ZONE_ID"`
+	CloudflareAPIToken       string `envconfig:"CLOUDFLARE_API_TOKEN"`
+	CloudflareAPIURL         string `envconfig:"CLOUDFLARE_API_URL" default:"https://api.cloudflare.com/client/v4"`
+	CloudFrontDistributionID string `envconfig:"CLOUDFRONT_DISTRIBUTION_ID"`
 
 	HLSStreaming      bool          `envconfig:"HLS_STREAMING" default:"true"`
 	WorkerConcurrency int           `envconfig:"WORKER_CONCURRENCY" default:"1"`

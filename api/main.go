@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -152,11 +154,9 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 	if cfg.HLSStreaming {
 		enqueue = queue.Enqueue
 	}
-	// Purging arrives with the CDN providers; until one has an API
-	// configured, skipped purges are logged and counted.
-	provider := "none"
-	if cfg.CDNEnabled {
-		provider = cfg.CDNProvider
+	purger, err := newPurger(ctx, cfg, log, set)
+	if err != nil {
+		return err
 	}
 	srv, err := httpapi.New(httpapi.Config{
 		UploadMaxBytes: cfg.UploadMaxBytes,
@@ -168,7 +168,7 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 		Backends: backends,
 		Enqueue:  enqueue,
 		Verifier: verifier,
-		Purger:   purge.NewSkip(log, set, provider),
+		Purger:   purger,
 		Log:      log,
 		Metrics:  set,
 	})
@@ -227,4 +227,41 @@ func token(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+// newPurger picks the CDN's purge API (SPEC §4.6), running its queue in
+// the background; providers without an API, or without credentials for
+// it, log and count skipped purges.
+func newPurger(ctx context.Context, cfg *Config, log *slog.Logger, set *metrics.Set) (purge.Purger, error) {
+	if !cfg.CDNEnabled {
+		return purge.NewSkip(log, set, "none"), nil
+	}
+	var client purge.Client
+	switch cfg.CDNProvider {
+	case "bunny", "bunny-sha256", "bunny-md5":
+		if cfg.CDNAPIKey != "" {
+			client = &purge.Bunny{API: cfg.BunnyAPIURL, ZoneURL: cfg.CDNBaseURL, Key: cfg.CDNAPIKey}
+		}
+	case "cloudflare":
+		if cfg.CloudflareZoneID != "" && cfg.CloudflareAPIToken != "" {
+			client = &purge.Cloudflare{API: cfg.CloudflareAPIURL, Zone: cfg.CloudflareZoneID,
+				Token: cfg.CloudflareAPIToken, SiteURL: cfg.CDNBaseURL}
+		}
+	case "cloudfront":
+		if cfg.CloudFrontDistributionID != "" {
+			awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion("us-east-1"))
+			if err != nil {
+				return nil, fmt.Errorf("cannot load AWS configuration for CloudFront: %w", err)
+			}
+			client = &purge.CloudFront{Client: cloudfront.NewFromConfig(awsCfg), Distribution: cfg.CloudFrontDistributionID}
+		}
+	}
+	if client == nil {
+		log.Warn("no purge API configured for the CDN: cached copies of deleted or private tracks live until their TTL",
+			"provider", cfg.CDNProvider)
+		return purge.NewSkip(log, set, cfg.CDNProvider), nil
+	}
+	q := purge.NewQueue(purge.QueueConfig{}, cfg.CDNProvider, client, log, set)
+	go q.Run(ctx)
+	return q, nil
 }
