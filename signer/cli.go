@@ -1,13 +1,19 @@
 package main
 
 import (
+	"crypto"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"net/url"
+	"os"
+	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/playgate/playgate/signer/token"
 )
@@ -44,8 +50,32 @@ func signCmd(args []string, stdout io.Writer) error {
 	pathForm := fs.Bool("path-form", false, "put the token in the path (/bcdn_token=…/path) so relative URIs inherit it")
 	ignore := fs.Bool("ignore-params", false, "sign token_ignore_params=true")
 	limit := fs.Int64("limit", 0, "speed limit in kB/s (0: none)")
+	// cloudflare
+	issued := fs.Int64("issued", 0, "cloudflare: the issue time, Unix seconds")
+	// cloudfront
+	keyPairID := fs.String("key-pair-id", "", "cloudfront: key pair (public key) id")
+	privateKey := fs.String("private-key", "", "cloudfront: PEM RSA private key file")
+	wildcardDir := fs.String("wildcard-dir", "", "cloudfront: sign a custom policy for everything below this directory")
+	sha256 := fs.Bool("sha256", false, "cloudfront: RSA-SHA256 instead of RSA-SHA1")
+	// s3presign
+	s3Endpoint := fs.String("s3-endpoint", "", "s3presign: endpoint URL (R2: https://<account>.r2.cloudflarestorage.com)")
+	s3Bucket := fs.String("s3-bucket", "", "s3presign: bucket")
+	s3Region := fs.String("s3-region", "auto", "s3presign: region")
+	s3Key := fs.String("s3-access-key-id", "", "s3presign: access key id")
+	s3Secret := fs.String("s3-secret-access-key", "", "s3presign: secret access key")
+	s3PathStyle := fs.Bool("s3-path-style", false, "s3presign: path-style URLs")
+	signingTime := fs.String("signing-time", "", "s3presign: pin the signing time, e.g. 20260101T000000Z")
+	expiresIn := fs.Int64("expires-in", 3600, "s3presign: lifetime in seconds")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	switch *provider {
+	case "cloudflare":
+		return signCloudflare(stdout, *base, *key, *path, *issued)
+	case "cloudfront":
+		return signCloudFront(stdout, *base, *keyPairID, *privateKey, *path, *wildcardDir, *expires, *sha256)
+	case "s3presign":
+		return signS3(stdout, *s3Endpoint, *s3Bucket, *s3Region, *s3Key, *s3Secret, *s3PathStyle, *signingTime, *expiresIn, *path)
 	}
 	if *key == "" || *base == "" || *path == "" {
 		return usageError("--key, --base-url and --path are required")
@@ -113,5 +143,67 @@ func verifyCmd(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: %w", errReported, err)
 	}
 	fmt.Fprintln(stdout, "ok")
+	return nil
+}
+
+func signCloudflare(stdout io.Writer, base, key, path string, issued int64) error {
+	if key == "" || base == "" || path == "" || issued == 0 {
+		return usageError("cloudflare needs --key, --base-url, --path and --issued")
+	}
+	mac := token.CloudflareMAC([]byte(key), path, issued)
+	fmt.Fprintf(stdout, "%s%s?verify=%d-%s\n", strings.TrimRight(base, "/"), path, issued, url.QueryEscape(mac))
+	return nil
+}
+
+func signCloudFront(stdout io.Writer, base, keyPairID, keyFile, path, dir string, expires int64, sha256 bool) error {
+	if base == "" || keyPairID == "" || keyFile == "" || path == "" || expires == 0 {
+		return usageError("cloudfront needs --base-url, --key-pair-id, --private-key, --path and --expires")
+	}
+	pem, err := os.ReadFile(keyFile)
+	if err != nil {
+		return usageError("--private-key: %v", err)
+	}
+	hash := crypto.SHA1
+	if sha256 {
+		hash = crypto.SHA256
+	}
+	cf, err := token.NewCloudFront(base, keyPairID, pem, hash)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	u, err := cf.AppendURL(nil, &token.Request{Path: path, TokenPath: dir, Expires: expires})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, string(u))
+	return nil
+}
+
+func signS3(stdout io.Writer, endpoint, bucket, region, keyID, secret string, pathStyle bool, signingTime string, expiresIn int64, path string) error {
+	if bucket == "" || keyID == "" || secret == "" || path == "" {
+		return usageError("s3presign needs --s3-bucket, --s3-access-key-id, --s3-secret-access-key and --path")
+	}
+	if endpoint != "" && !strings.Contains(endpoint, "://") {
+		return usageError("--s3-endpoint %q needs a scheme, e.g. https://%s", endpoint, endpoint)
+	}
+	opts := s3.Options{Region: region, UsePathStyle: pathStyle,
+		Credentials: credentials.NewStaticCredentialsProvider(keyID, secret, "")}
+	if endpoint != "" {
+		opts.BaseEndpoint = &endpoint
+	}
+	p := token.NewS3Presign(s3.New(opts), bucket)
+	now := time.Now()
+	if signingTime != "" {
+		t, err := time.Parse("20060102T150405Z", signingTime)
+		if err != nil {
+			return usageError("--signing-time %q is not like 20260101T000000Z", signingTime)
+		}
+		p, now = p.WithSigningTime(t), t
+	}
+	u, err := p.AppendURL(nil, &token.Request{Path: "/" + strings.TrimPrefix(path, "/"), Expires: now.Unix() + expiresIn})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, string(u))
 	return nil
 }

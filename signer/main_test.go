@@ -129,3 +129,37 @@ func TestServeFailsSafe(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// `signer sign` reproduces the other providers' vectors from outside the
+// code (../shared/vectors/other_cdns.json).
+func TestSignCommandOtherProviders(t *testing.T) {
+	pem := sharedfiles.Path(t, "vectors/cloudfront_test_key.pem")
+	for name, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		"cloudflare": {[]string{"--provider", "cloudflare", "--key", "mysecrettoken", "--issued", "1484063787",
+			"--path", "/images/cat.jpg", "--base-url", "https://x.example"},
+			"https://x.example/images/cat.jpg?verify=1484063787-XsZ5NmtNBxOd4f4fBOtqVmpWRnDRNkHKVZieqDPKu3U%3D"},
+		"cloudfront canned": {[]string{"--provider", "cloudfront", "--key-pair-id", "K2JCJMDEHXQW5F", "--private-key", pem,
+			"--expires", "1767290400", "--path", "/hls/track-42/index.m3u8", "--base-url", "https://d111111abcdef8.cloudfront.net"},
+			"https://d111111abcdef8.cloudfront.net/hls/track-42/index.m3u8?Expires=1767290400&Signature=iRaxapAkSlRKvR1~xGpEa0UThipAbjB6efdyDDCq-0iBYtbze2ruhy-KOLAe6~IbnNgz81kWMkLUDKV2Z2EoHg4Rr~uOslIJq5LxxE0fQZuQlbfgkMZhodoOc8i7mkG3WKEckBRWAMLzH9s1RZJ06BscfGXVzhT4mjnWgeiQX5o_&Key-Pair-Id=K2JCJMDEHXQW5F"},
+		"r2 path style": {[]string{"--provider", "s3presign", "--s3-endpoint", "https://023e105f4ecef8ad9ca31a8372d0c353.r2.cloudflarestorage.com",
+			"--s3-bucket", "music", "--s3-region", "auto", "--s3-access-key-id", "0123456789abcdef0123456789abcdef",
+			"--s3-secret-access-key", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "--s3-path-style",
+			"--signing-time", "20260101T000000Z", "--expires-in", "900", "--path", "hls/track-42/index.m3u8"},
+			"https://023e105f4ecef8ad9ca31a8372d0c353.r2.cloudflarestorage.com/music/hls/track-42/index.m3u8?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=0123456789abcdef0123456789abcdef%2F20260101%2Fauto%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&x-id=GetObject&X-Amz-Signature=6f6d661ff09c6f43fd25c2cf88b37d9c4e7efeae77bc0220b3aa981e7b239464"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := runCLI(t, append([]string{"sign"}, c.args...)...)
+			require.NoError(t, err)
+			assert.Equal(t, c.want+"\n", out)
+		})
+	}
+	_, err := runCLI(t, "sign", "--provider", "s3presign", "--s3-endpoint", "acct.r2.cloudflarestorage.com", "--s3-bucket", "b",
+		"--s3-access-key-id", "a", "--s3-secret-access-key", "s", "--path", "k")
+	assert.ErrorContains(t, err, "needs a scheme", "an R2 endpoint without scheme is a clear error")
+	_, err = runCLI(t, "sign", "--provider", "cloudfront", "--key-pair-id", "K", "--private-key", "/dev/null",
+		"--expires", "1", "--path", "/a", "--base-url", "https://x")
+	assert.ErrorContains(t, err, "CLOUDFRONT_PRIVATE_KEY", "a malformed PEM is a clear error")
+}
