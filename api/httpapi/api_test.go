@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/playgate/playgate/api/auth"
 	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/api/purge"
 )
 
 // The whole life of a track, on each storage backend: create, upload,
@@ -472,4 +476,47 @@ func TestTwoServersInOneProcess(t *testing.T) {
 	a := newHarness(t, harnessOptions{})
 	b := newHarness(t, harnessOptions{})
 	assert.NotSame(t, a.metrics, b.metrics)
+}
+
+// End to end through the real purge queue and Bunny client: deleting a
+// track and turning one private reach a fake Bunny API with the
+// documented request (POST /purge?url=…, AccessKey).
+func TestPurgesReachTheProvider(t *testing.T) {
+	var mu sync.Mutex
+	var purged []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/purge" || r.Header.Get("AccessKey") != "bunny-api-key" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		purged = append(purged, r.URL.Query().Get("url"))
+		mu.Unlock()
+	}))
+	defer api.Close()
+	set := metrics.NewSet()
+	q := purge.NewQueue(purge.QueueConfig{Backoff: 10 * time.Millisecond}, "bunny",
+		&purge.Bunny{API: api.URL, ZoneURL: "https://zone.b-cdn.net", Key: "bunny-api-key"},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), set)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go q.Run(ctx)
+
+	h := newHarness(t, harnessOptions{purger: q})
+	a := h.createTrack("alice", "public", 0)
+	require.Equal(t, http.StatusOK, h.upload("alice", a.ID.String(), audioFixture(t, "tone.mp3")).status)
+	require.Equal(t, http.StatusOK, h.doJSON("PATCH", "/v1/tracks/"+a.ID.String(), "alice", map[string]any{"visibility": "private"}).status)
+	b := h.createTrack("alice", "public", 0)
+	require.Equal(t, http.StatusNoContent, h.do("DELETE", "/v1/tracks/"+b.ID.String(), "alice", nil).status)
+
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(purged) == 3
+	}, 5*time.Second, 10*time.Millisecond, "purged: %v", purged)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Contains(t, purged, "https://zone.b-cdn.net/hls/"+a.ID.String()+"/*")
+	assert.Contains(t, purged, "https://zone.b-cdn.net/hls/"+b.ID.String()+"/*")
+	assert.Contains(t, strings.Join(purged, " "), "https://zone.b-cdn.net/tracks/"+a.ID.String()+"/")
 }

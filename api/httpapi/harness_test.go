@@ -78,6 +78,7 @@ type harnessOptions struct {
 	backend        string // "local" (default) or "s3"
 	uploadMaxBytes int64
 	readURL        string // a different read database, to prove reads go there
+	purger         purge.Purger
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -118,7 +119,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		Store:    catalog.NewStore(primary, read),
 		Backends: map[string]storage.Backend{backend.Name(): backend},
 		Verifier: verifier,
-		Purger:   h.purger,
+		Purger:   purgerOr(o.purger, h.purger),
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics:  set,
 	})
@@ -248,4 +249,11 @@ func audioFixture(t *testing.T, name string) []byte {
 	b, err := os.ReadFile(filepath.Join(fixtureDir, name))
 	require.NoError(t, err)
 	return b
+}
+
+func purgerOr(p purge.Purger, fallback *recordingPurger) purge.Purger {
+	if p != nil {
+		return p
+	}
+	return fallback
 }

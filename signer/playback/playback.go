@@ -81,6 +81,8 @@ type Server struct {
 	playlistRoute fasthttp.RequestHandler
 	media         sync.Map // media playlist key -> *m3u8.Media, immutable
 	nMedia        atomic.Int64
+	rewritten     sync.Map // key|expires -> []byte: a signed media playlist
+	nRewritten    atomic.Int64
 	fallbacks     *metrics.Counter
 	masters       sync.Map // package dir -> *m3u8.Master, immutable
 	nMasters      atomic.Int64
@@ -461,6 +463,13 @@ func (s *Server) hlsPlaylist(ctx *fasthttp.RequestCtx) {
 		body = out.Encode()
 	} else {
 		rendition := string(playlist[:bytes.IndexByte(playlist, '/')])
+		// Within one expiry bucket every unbound caller gets the same
+		// signed playlist: sign it once (CloudFront signs with RSA).
+		cacheKey := t.HLSDir + rendition + "|" + strconv.FormatInt(expires, 10)
+		if cached, ok := s.rewritten.Load(cacheKey); ok && !s.cfg.BindIP {
+			s.writePlaylist(ctx, cached.([]byte), expires, now)
+			return
+		}
 		m, err := s.loadMedia(t, rendition)
 		if err != nil {
 			s.log.Error("cannot read media playlist", "track", t.ID, "rendition", rendition, "err", err)
@@ -495,7 +504,19 @@ func (s *Server) hlsPlaylist(ctx *fasthttp.RequestCtx) {
 			out.Segments[i] = seg
 		}
 		body = out.Encode()
+		if !s.cfg.BindIP {
+			if s.nRewritten.Add(1) > maxMasters {
+				s.rewritten.Clear()
+				s.nRewritten.Store(1)
+			}
+			s.rewritten.Store(cacheKey, body)
+		}
 	}
+	s.writePlaylist(ctx, body, expires, now)
+}
+
+// writePlaylist answers a playlist whose URLs expire at expires.
+func (s *Server) writePlaylist(ctx *fasthttp.RequestCtx, body []byte, expires int64, now time.Time) {
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "private, max-age="+strconv.FormatInt(max(expires-now.Unix(), 0), 10))
 	ctx.Response.Header.Set(fasthttp.HeaderVary, "Authorization")
 	ctx.SetContentType("application/vnd.apple.mpegurl")
