@@ -325,6 +325,25 @@ func parseID(b []byte) (uuid.UUID, error) {
 	return id, nil
 }
 
+// hasAudio answers 409 not-ready for a track without stored audio.
+func hasAudio(ctx *fasthttp.RequestCtx, t *trackcache.Track) bool {
+	if t.ObjectPath == "" {
+		problem.Write(ctx, fasthttp.StatusConflict, problem.NotReady, "the track has no audio yet")
+		return false
+	}
+	return true
+}
+
+// hasHLS answers 404 not-ready (SPEC §4.1) for a track without a ready
+// package, or when this signer cannot serve playlists.
+func hasHLS(ctx *fasthttp.RequestCtx, t *trackcache.Track, servable bool) bool {
+	if t.HLSDir == "" || !servable {
+		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotReady, "the track has no HLS package ready")
+		return false
+	}
+	return true
+}
+
 // notFound is the one answer for unknown, deleted and forbidden tracks:
 // no existence oracle.
 func notFound(ctx *fasthttp.RequestCtx) {
@@ -341,8 +360,7 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	if t.ObjectPath == "" {
-		problem.Write(ctx, fasthttp.StatusConflict, problem.NotReady, "the track has no audio yet")
+	if !hasAudio(ctx, t) {
 		return
 	}
 	sc := s.scratch.Get().(*scratch)
@@ -359,8 +377,7 @@ func (s *Server) hls(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	if t.HLSDir == "" {
-		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotReady, "the track has no HLS package ready")
+	if !hasHLS(ctx, t, true) {
 		return
 	}
 	if !s.cfg.Capabilities.PathTokens {
@@ -392,8 +409,7 @@ func (s *Server) master(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	if t.HLSDir == "" || s.playlists == nil {
-		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotReady, "the track has no HLS package ready")
+	if !hasHLS(ctx, t, s.playlists != nil) {
 		return
 	}
 	m, err := s.loadMaster(t)
@@ -435,8 +451,7 @@ func (s *Server) hlsPlaylist(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	if t.HLSDir == "" || s.playlists == nil {
-		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotReady, "the track has no HLS package ready")
+	if !hasHLS(ctx, t, s.playlists != nil) {
 		return
 	}
 	_, playlist, _ := splitPlaylistPath(ctx.Path())
@@ -587,8 +602,7 @@ func (s *Server) download(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	if t.ObjectPath == "" {
-		problem.Write(ctx, fasthttp.StatusConflict, problem.NotReady, "the track has no audio yet")
+	if !hasAudio(ctx, t) {
 		return
 	}
 	if t.PriceCents > 0 && user != t.Owner {
