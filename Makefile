@@ -19,9 +19,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: build
 
-## run: set up and start everything on this machine (Ctrl-C stops it)
+## run: set up and start everything on this machine (Ctrl-C stops it); EDGE=1 adds the nginx edge
 run: deps
-	$(GO) run ./deploy/local
+	EDGE=$(EDGE) $(GO) run ./deploy/local
 
 ## test: the whole suite, with lint, against real PostgreSQL, S3 and ffmpeg
 test: deps lint unit

@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/playgate/playgate/api/auth"
+	"github.com/playgate/playgate/deploy/edge"
 	"github.com/playgate/playgate/internal/pgcluster"
 )
 
@@ -89,6 +90,23 @@ func run(ctx context.Context) error {
 	say("applying migrations")
 	if err := runEnv(ctx, env, filepath.Join(data, "bin", "api"), "migrate"); err != nil {
 		return err
+	}
+
+	if env["EDGE"] == "1" {
+		// The self-hosted edge in front of the origin: the signer signs
+		// bunny URLs for it, the origin only answers the edge.
+		dir := filepath.Join(data, "edge")
+		e, err := edge.Start(dir, edge.Config{Listen: hostPort(env["EDGE_ADDR"]), Origin: "http://" + hostPort(env["ORIGIN_ADDR"]),
+			Keys: []string{env["CDN_SECURITY_KEY"]}, Secret: env["ORIGIN_SECRET"]})
+		if err != nil {
+			return err
+		}
+		defer func() { say("stopping the edge"); e.Stop() }()
+		say("edge (nginx + njs) listening on %s", e.Addr)
+		for k, v := range map[string]string{"CDN_ENABLED": "true", "CDN_PROVIDER": "bunny",
+			"CDN_BASE_URL": "http://" + e.Addr, "ORIGIN_AUTH": "header"} {
+			env[k] = v
+		}
 	}
 
 	services := []service{
@@ -162,6 +180,7 @@ func loadEnv(data string) (map[string]string, error) {
 		"TRACK_STORAGE_BACKEND": "local",
 		"PLAYGATE_PG_PORT":      "54329",
 		"LOG_LEVEL":             "info",
+		"EDGE_ADDR":             "127.0.0.1:8083",
 	}
 	secretsFile := filepath.Join(data, "secrets.env")
 	if _, err := os.Stat(secretsFile); errors.Is(err, os.ErrNotExist) {
