@@ -10,7 +10,7 @@ VERSITYGW_VERSION   := v1.8.0
 STATICCHECK_VERSION := v0.8.2
 
 # Debian packages the stack and its tests need, and a file each installs.
-APT_PACKAGES := postgresql:/usr/lib/postgresql ffmpeg:/usr/bin/ffmpeg nginx:/usr/sbin/nginx curl:/usr/bin/curl \
+APT_PACKAGES := postgresql:/usr/lib/postgresql ffmpeg:/usr/bin/ffmpeg nginx:/usr/sbin/nginx curl:/usr/bin/curl systemd:/usr/bin/systemd-analyze \
 	libnginx-mod-http-js:/usr/lib/nginx/modules/ngx_http_js_module.so
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -1,0 +1,137 @@
+package k8s
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+)
+
+type object struct {
+	APIVersion string         `yaml:"apiVersion"`
+	Kind       string         `yaml:"kind"`
+	Metadata   map[string]any `yaml:"metadata"`
+	Spec       map[string]any `yaml:"spec"`
+	Data       map[string]any `yaml:"data"`
+}
+
+func load(t *testing.T) []object {
+	files, err := filepath.Glob("*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var out []object
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		for {
+			var o object
+			err := dec.Decode(&o)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			require.NoError(t, err, f)
+			require.NotEmpty(t, o.APIVersion, f)
+			require.NotEmpty(t, o.Kind, f)
+			require.NotEmpty(t, o.Metadata["name"], "%s: a %s without a name", f, o.Kind)
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func get(m any, path ...string) any {
+	for _, p := range path {
+		mm, ok := m.(map[string]any)
+		if !ok {
+			return nil
+		}
+		m = mm[p]
+	}
+	return m
+}
+
+// The manifests hang together: probes and resources on every container,
+// configuration that exists, Services, the HPA and PDBs that select
+// what the Deployments label.
+func TestManifests(t *testing.T) {
+	objs := load(t)
+	podLabels := map[string]map[string]any{} // deployment name -> pod labels
+	configMaps := map[string]bool{}
+	for _, o := range objs {
+		if o.Kind == "ConfigMap" {
+			configMaps[o.Metadata["name"].(string)] = true
+		}
+	}
+	for _, o := range objs {
+		if o.Kind != "Deployment" {
+			continue
+		}
+		name := o.Metadata["name"].(string)
+		labels, _ := get(o.Spec, "template", "metadata", "labels").(map[string]any)
+		require.NotEmpty(t, labels, name)
+		selector, _ := get(o.Spec, "selector", "matchLabels").(map[string]any)
+		for k, v := range selector {
+			assert.Equal(t, v, labels[k], "%s: the selector matches the pod labels", name)
+		}
+		podLabels[name] = labels
+		assert.Equal(t, true, get(o.Spec, "template", "spec", "securityContext", "runAsNonRoot"), name)
+		containers, _ := get(o.Spec, "template", "spec", "containers").([]any)
+		require.NotEmpty(t, containers, name)
+		for _, c := range containers {
+			assert.NotEmpty(t, get(c, "image"), name)
+			assert.NotEmpty(t, get(c, "resources", "requests", "cpu"), "%s: cpu request", name)
+			assert.NotEmpty(t, get(c, "resources", "requests", "memory"), "%s: memory request", name)
+			assert.NotEmpty(t, get(c, "resources", "limits", "memory"), "%s: memory limit", name)
+			if name != "playgate-worker" { // the worker serves no HTTP
+				assert.Equal(t, "/healthz", get(c, "livenessProbe", "httpGet", "path"), name)
+				assert.Equal(t, "/readyz", get(c, "readinessProbe", "httpGet", "path"), name)
+			}
+			from, _ := get(c, "envFrom").([]any)
+			for _, f := range from {
+				if cm := get(f, "configMapRef", "name"); cm != nil {
+					assert.True(t, configMaps[cm.(string)], "%s: ConfigMap %v exists", name, cm)
+				}
+			}
+		}
+	}
+	matches := func(selector map[string]any) bool {
+		for _, labels := range podLabels {
+			ok := true
+			for k, v := range selector {
+				ok = ok && labels[k] == v
+			}
+			if ok {
+				return true
+			}
+		}
+		return false
+	}
+	kinds := map[string]int{}
+	for _, o := range objs {
+		kinds[o.Kind]++
+		switch o.Kind {
+		case "Service":
+			sel, _ := o.Spec["selector"].(map[string]any)
+			assert.True(t, matches(sel), "Service %v selects a Deployment's pods", o.Metadata["name"])
+		case "PodDisruptionBudget":
+			sel, _ := get(o.Spec, "selector", "matchLabels").(map[string]any)
+			assert.True(t, matches(sel), "PDB %v selects a Deployment's pods", o.Metadata["name"])
+		case "HorizontalPodAutoscaler":
+			target := get(o.Spec, "scaleTargetRef", "name")
+			_, ok := podLabels[target.(string)]
+			assert.True(t, ok, "the HPA scales an existing Deployment, not %v", target)
+			assert.Equal(t, "playgate-signer", target, "the signer is what scales")
+		}
+	}
+	for _, k := range []string{"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget"} {
+		assert.Positive(t, kinds[k], "a %s is defined", k)
+	}
+}
