@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 
@@ -68,4 +70,22 @@ func FuzzDecodeTrackPatch(f *testing.F) {
 		}
 		_ = p.Validate() // must not panic on any decoded value
 	})
+}
+
+// A body that ends before its Content-Length is an error, not a short
+// upload that looks complete.
+func TestMeteredReaderRefusesShortBodies(t *testing.T) {
+	m := &meteredReader{r: strings.NewReader("12345"), hash: sha256.New(), max: 100, expected: 10}
+	_, err := io.ReadAll(m)
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.ErrorIs(t, m.readErr, io.ErrUnexpectedEOF)
+
+	m = &meteredReader{r: strings.NewReader("12345"), hash: sha256.New(), max: 100, expected: 5}
+	b, err := io.ReadAll(m)
+	assert.NoError(t, err)
+	assert.Equal(t, "12345", string(b))
+
+	m = &meteredReader{r: strings.NewReader("12345"), hash: sha256.New(), max: 100, expected: -1}
+	_, err = io.ReadAll(m)
+	assert.NoError(t, err, "chunked: the end is the end")
 }

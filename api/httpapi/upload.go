@@ -28,12 +28,15 @@ var (
 // meteredReader hashes and counts what passes through it, fails once
 // more than max bytes have come, and remembers a failure to read the
 // request (the client's fault, unlike a failure to write to storage).
+// A body that ends before its Content-Length (a client that went away)
+// is an error, never a short upload that looks complete.
 type meteredReader struct {
-	r       io.Reader
-	hash    hash.Hash
-	n       int64
-	max     int64
-	readErr error
+	r        io.Reader
+	hash     hash.Hash
+	n        int64
+	max      int64
+	expected int64 // Content-Length, or -1 when chunked
+	readErr  error
 }
 
 func (m *meteredReader) Read(p []byte) (int, error) {
@@ -42,6 +45,9 @@ func (m *meteredReader) Read(p []byte) (int, error) {
 	m.hash.Write(p[:n])
 	if m.n > m.max {
 		return n, errUploadTooLarge
+	}
+	if err == io.EOF && m.expected >= 0 && m.n != m.expected {
+		err = io.ErrUnexpectedEOF
 	}
 	if err != nil && err != io.EOF {
 		m.readErr = err
@@ -93,7 +99,11 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 	}
 
 	// A client that goes away shows up as a read error from the body.
-	src := &meteredReader{r: io.MultiReader(bytes.NewReader(head), body), hash: sha256.New(), max: s.cfg.UploadMaxBytes}
+	expected := int64(ctx.Request.Header.ContentLength()) // -1 chunked, -2 none
+	if expected < 0 {
+		expected = -1
+	}
+	src := &meteredReader{r: io.MultiReader(bytes.NewReader(head), body), hash: sha256.New(), max: s.cfg.UploadMaxBytes, expected: expected}
 	tmpKey := "uploads/" + id.String() + "/" + randomHex(16)
 	if _, err := s.write.Put(c, tmpKey, src, format.ContentType); err != nil {
 		switch {
