@@ -11,11 +11,11 @@ STATICCHECK_VERSION := v0.8.2
 
 # Debian packages the stack and its tests need, and a file each installs.
 APT_PACKAGES := postgresql:/usr/lib/postgresql ffmpeg:/usr/bin/ffmpeg nginx:/usr/sbin/nginx curl:/usr/bin/curl systemd:/usr/bin/systemd-analyze \
-	libnginx-mod-http-js:/usr/lib/nginx/modules/ngx_http_js_module.so
+	libnginx-mod-http-js:/usr/lib/nginx/modules/ngx_http_js_module.so chromium:/usr/bin/chromium
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run test unit lint fmt deps apt-deps tools build clean bench-signer bench-origin
+.PHONY: node-deps update-hls all run test unit lint fmt deps apt-deps tools build clean bench-signer bench-origin
 
 all: build
 
@@ -52,8 +52,8 @@ bench-origin: deps
 	@command -v wrk >/dev/null || $(SUDO) apt-get install -y -qq wrk
 	$(GO) run ./bench/originbench
 
-## deps: install whatever is missing (Debian packages, pinned Go tools)
-deps: apt-deps tools
+## deps: install whatever is missing (Debian packages, pinned Go tools, the browser test's npm packages)
+deps: apt-deps tools node-deps
 
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -66,6 +66,12 @@ apt-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Node runs the browser test (playwright-core driving Debian's chromium);
+# its packages are pinned by the lockfile.
+node-deps:
+	@command -v node >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	@[ -d deploy/e2e/player/node_modules/playwright-core ] || (cd deploy/e2e/player && npm ci --no-audit --no-fund --loglevel=error)
+
 tools: $(TOOLS)/versitygw $(TOOLS)/staticcheck
 
 $(TOOLS)/versitygw:
@@ -73,6 +79,12 @@ $(TOOLS)/versitygw:
 
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+## update-hls: refresh the hls.js build the api serves from the pinned npm package
+update-hls:
+	cd deploy/e2e/player && npm ci --no-audit --no-fund
+	cp deploy/e2e/player/node_modules/hls.js/dist/hls.light.min.js api/player/static/
+	cp deploy/e2e/player/node_modules/hls.js/LICENSE api/player/static/hls.js.LICENSE
 
 clean:
 	rm -rf bin

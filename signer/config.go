@@ -35,6 +35,7 @@ type Config struct {
 	CDNTokenBucket         time.Duration `envconfig:"CDN_TOKEN_BUCKET" default:"5m"`
 	CDNTokenBindIP         bool          `envconfig:"CDN_TOKEN_BIND_IP"`
 	TrustedProxies         []string      `envconfig:"TRUSTED_PROXIES"`
+	CORSOrigins            []string      `envconfig:"CORS_ORIGINS" default:"*"`
 
 	// CloudFront (CDN_PROVIDER=cloudfront).
 	CloudFrontKeyPairID  string `envconfig:"CLOUDFRONT_KEY_PAIR_ID"`

@@ -142,7 +142,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	provider := cfg.provider()
 	srv, err := playback.New(playback.Config{
 		Provider: provider, TokenTTL: cfg.CDNTokenTTL, TokenBucket: cfg.CDNTokenBucket,
-		BindIP: cfg.CDNTokenBindIP, TrustedProxies: trusted, Capabilities: token.CapabilitiesOf(provider),
+		BindIP: cfg.CDNTokenBindIP, TrustedProxies: trusted, Capabilities: token.CapabilitiesOf(provider), CORSOrigins: cfg.CORSOrigins,
 	}, playback.Deps{Cache: cache, Signer: signer, Verifier: verifier, Playlists: playlists,
 		Presign: presign(backends), Log: log, Metrics: set, Ready: cache.Ready(read)})
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/playgate/playgate/api/auth"
 	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/api/player"
 	"github.com/playgate/playgate/api/purge"
 	"github.com/playgate/playgate/internal/ops"
 	"github.com/playgate/playgate/internal/problem"
@@ -137,6 +138,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	handle("PUT", "/v1/tracks/{id}/licenses/{user}", s.grantLicense)
 	handle("DELETE", "/v1/tracks/{id}/licenses/{user}", s.revokeLicense)
 	ops.Mount(r, s.metrics, s.store.Ping)
+	player.Mount(r, s.cfg.SignerURL)
 	return ops.Recover(s.log, r.Handler)
 }
 

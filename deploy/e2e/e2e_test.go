@@ -107,6 +107,26 @@ func startStack(t *testing.T) *stack {
 	t.Cleanup(e.Stop)
 	s.edge = "http://" + e.Addr
 
+	// signer, signing for the edge, listening for changes
+	verifier, err := auth.NewVerifier(auth.Config{Secret: jwtSecret})
+	require.NoError(t, err)
+	sset := metrics.NewSet()
+	cache, err := trackcache.New(trackcache.Config{MaxBytes: 16 << 20, NegativeTTL: 10 * time.Second, GrantTTL: time.Minute}, pool, log, sset)
+	require.NoError(t, err)
+	t.Cleanup(cache.Close)
+	lctx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	ready := make(chan struct{})
+	go cache.Listen(lctx, dbURL, ready)
+	<-ready
+	signer, err := token.New(token.Config{Provider: "bunny", BaseURL: s.edge, Key: []byte(cdnKey)})
+	require.NoError(t, err)
+	ssrv, err := playback.New(playback.Config{Provider: "bunny", TokenTTL: time.Hour, TokenBucket: 5 * time.Minute,
+		Capabilities: token.CapabilitiesOf("bunny"), CORSOrigins: []string{"*"}},
+		playback.Deps{Cache: cache, Signer: signer, Verifier: verifier, Log: log, Metrics: sset, Ready: cache.Ready(pool)})
+	require.NoError(t, err)
+	s.signer = serveOn(t, ssrv.HTTPServer())
+
 	// api with one packaging worker
 	renditions, err := hls.ParseRenditions("64k,128k,256k")
 	require.NoError(t, err)
@@ -121,31 +141,11 @@ func startStack(t *testing.T) *stack {
 		defer cancel()
 		_ = queue.Stop(c)
 	})
-	verifier, err := auth.NewVerifier(auth.Config{Secret: jwtSecret})
-	require.NoError(t, err)
-	asrv, err := httpapi.New(httpapi.Config{UploadMaxBytes: 64 << 20, SignerURL: "http://signer.test", WriteBackend: "local"},
+	asrv, err := httpapi.New(httpapi.Config{UploadMaxBytes: 64 << 20, SignerURL: s.signer, WriteBackend: "local"},
 		httpapi.Deps{Store: store, Backends: backends, Verifier: verifier, Purger: purge.NewSkip(log, set, "none"),
 			Enqueue: queue.Enqueue, Log: log, Metrics: set})
 	require.NoError(t, err)
 	s.api = serveOn(t, asrv.HTTPServer())
-
-	// signer, signing for the edge, listening for changes
-	sset := metrics.NewSet()
-	cache, err := trackcache.New(trackcache.Config{MaxBytes: 16 << 20, NegativeTTL: 10 * time.Second, GrantTTL: time.Minute}, pool, log, sset)
-	require.NoError(t, err)
-	t.Cleanup(cache.Close)
-	lctx, stop := context.WithCancel(ctx)
-	t.Cleanup(stop)
-	ready := make(chan struct{})
-	go cache.Listen(lctx, dbURL, ready)
-	<-ready
-	signer, err := token.New(token.Config{Provider: "bunny", BaseURL: s.edge, Key: []byte(cdnKey)})
-	require.NoError(t, err)
-	ssrv, err := playback.New(playback.Config{Provider: "bunny", TokenTTL: time.Hour, TokenBucket: 5 * time.Minute,
-		Capabilities: token.CapabilitiesOf("bunny")},
-		playback.Deps{Cache: cache, Signer: signer, Verifier: verifier, Log: log, Metrics: sset, Ready: cache.Ready(pool)})
-	require.NoError(t, err)
-	s.signer = serveOn(t, ssrv.HTTPServer())
 
 	s.token, err = auth.Mint(jwtSecret, auth.MintOptions{Subject: "alice", TTL: time.Hour})
 	require.NoError(t, err)
@@ -269,4 +269,36 @@ func location(t *testing.T, url string) string {
 	resp.Body.Close()
 	require.Equal(t, http.StatusFound, resp.StatusCode)
 	return resp.Header.Get("Location")
+}
+
+// hls.js in Debian's Chromium plays a short track from the player page
+// to the end, HLS through signer → edge → origin, and a seek lands where
+// asked.
+func TestPlayerPageInChromium(t *testing.T) {
+	node, err := exec.LookPath("node")
+	require.NoError(t, err, "node is needed (make deps)")
+	_, err = os.Stat("player/node_modules/playwright-core")
+	require.NoError(t, err, "the player test's packages are missing: make deps (npm ci in deploy/e2e/player)")
+	chromium := "/usr/bin/chromium"
+	_, err = os.Stat(chromium)
+	require.NoError(t, err, "chromium is needed: apt-get install -y chromium (or make deps)")
+
+	s := startStack(t)
+	s.uploadTrack(t)
+	cmd := exec.Command(node, "player/play.mjs", s.api+"/", "6")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "the browser did not play: %s", stderr.String())
+	var result struct {
+		Mode      string
+		AfterSeek float64
+		Ended     bool
+		Duration  float64
+	}
+	require.NoError(t, json.Unmarshal(out, &result), "%s", out)
+	assert.Equal(t, "hls", result.Mode, "played with hls.js, not the fallback")
+	assert.True(t, result.Ended, "played to the end")
+	assert.InDelta(t, 6, result.AfterSeek, 1.5, "the seek landed where asked")
+	assert.InDelta(t, 10, result.Duration, 0.5)
 }

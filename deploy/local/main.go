@@ -367,7 +367,11 @@ func printWelcome(env map[string]string, d demoTrack) {
 	api := "http://" + hostPort(env["API_ADDR"])
 	signer := "http://" + hostPort(env["SIGNER_ADDR"])
 	fmt.Printf(`
-playgate is running: api %s, signer %s, origin http://%s. Try:
+playgate is running: api %s, signer %s, origin http://%s.
+
+  Player page: %s/ (public tracks, played with hls.js through the signer)
+
+Try:
 
   export TOKEN=%s
 
@@ -393,7 +397,7 @@ playgate is running: api %s, signer %s, origin http://%s. Try:
   AUTH_JWT_SECRET=%s .data/bin/api token --sub alice
 
 Press Ctrl-C to stop everything.
-`, api, signer, hostPort(env["ORIGIN_ADDR"]), d.Token,
+`, api, signer, hostPort(env["ORIGIN_ADDR"]), api, d.Token,
 		signer, d.ID, signer, d.ID, signer, d.ID,
 		signer, d.ID, signer, d.ID,
 		demoUser, api, d.ID, api, api, api, env["AUTH_JWT_SECRET"])

@@ -50,6 +50,10 @@ type Config struct {
 	// Capabilities of the provider: without path tokens, HLS goes through
 	// playlists the signer rewrites.
 	Capabilities token.Capabilities
+	// CORSOrigins are the web players' origins allowed to call the signer
+	// (hls.js follows its redirects with XHR); "*" allows any, none
+	// disables CORS.
+	CORSOrigins []string
 }
 
 // Presign makes a direct, presigned URL for an object in a backend; ok is
@@ -158,6 +162,14 @@ const tracksPrefix = "/v1/tracks/"
 // route dispatches /v1/tracks/{id}/{action} itself: a general router boxes
 // path parameters into interfaces, which costs allocations on every play.
 func (s *Server) route(ctx *fasthttp.RequestCtx) {
+	if s.cors(ctx) && ctx.IsOptions() {
+		h := &ctx.Response.Header
+		h.Set(fasthttp.HeaderAccessControlAllowMethods, "GET, HEAD")
+		h.Set(fasthttp.HeaderAccessControlAllowHeaders, "Authorization, Range")
+		h.Set(fasthttp.HeaderAccessControlMaxAge, "86400")
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	}
 	_, action, ok := splitTrackPath(ctx.Path())
 	if !ok {
 		if _, _, ok := splitPlaylistPath(ctx.Path()); ok {
@@ -178,6 +190,23 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	h(ctx)
+}
+
+// cors adds CORS headers to every answer, errors included, and reports
+// whether the request's origin is allowed.
+func (s *Server) cors(ctx *fasthttp.RequestCtx) bool {
+	for _, o := range s.cfg.CORSOrigins {
+		if o == "*" {
+			ctx.Response.Header.Set(fasthttp.HeaderAccessControlAllowOrigin, "*")
+			return true
+		}
+		if origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin); string(origin) == o {
+			ctx.Response.Header.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
+			ctx.Response.Header.Add(fasthttp.HeaderVary, "Origin")
+			return true
+		}
+	}
+	return false
 }
 
 // splitPlaylistPath splits "/v1/tracks/{id}/hls/{playlist}", where the

@@ -163,7 +163,7 @@ func newHarness(t testing.TB, o options) *harness {
 	}
 	verifier, err := auth.NewVerifier(auth.Config{Secret: jwtSecret})
 	require.NoError(t, err)
-	srv, err := playback.New(playback.Config{Provider: o.provider, TokenTTL: time.Hour, TokenBucket: 5 * time.Minute, Capabilities: token.CapabilitiesOf(o.provider)},
+	srv, err := playback.New(playback.Config{Provider: o.provider, TokenTTL: time.Hour, TokenBucket: 5 * time.Minute, Capabilities: token.CapabilitiesOf(o.provider), CORSOrigins: []string{"*"}},
 		playback.Deps{Cache: cache, Signer: o.signerFor(signer), Verifier: verifier, Playlists: playlists,
 			Presign: o.presign, Log: log, Metrics: set, Ready: cache.Ready(read)})
 	require.NoError(t, err)

@@ -1,0 +1,67 @@
+// The player page: lists public tracks from the catalog API and plays
+// them through the signer. HLS (hls.js, or the browser's own) first; the
+// original file (/stream) when the track has no HLS package yet or HLS
+// fails. The signer's URL comes from the page's config.
+(async function () {
+  const config = await (await fetch('/player/config.json')).json();
+  const audio = document.getElementById('audio');
+  const now = document.getElementById('now');
+  const list = document.getElementById('tracks');
+  let hls = null;
+
+  function stop() {
+    if (hls) { hls.destroy(); hls = null; }
+    audio.removeAttribute('src');
+    audio.load();
+  }
+
+  function playStream(track) {
+    stop();
+    audio.src = config.signer + '/v1/tracks/' + track.id + '/stream';
+    audio.dataset.mode = 'stream';
+    return audio.play();
+  }
+
+  function play(track) {
+    now.textContent = 'Playing ' + track.title + ' by ' + track.artist;
+    const hlsURL = config.signer + '/v1/tracks/' + track.id + '/hls';
+    if (track.hls_status !== 'ready') {
+      return playStream(track);
+    }
+    stop();
+    audio.dataset.mode = 'hls';
+    if (window.Hls && Hls.isSupported()) {
+      hls = new Hls();
+      hls.on(Hls.Events.ERROR, function (_, data) {
+        if (data.fatal) { playStream(track); }
+      });
+      hls.loadSource(hlsURL);
+      hls.attachMedia(audio);
+      return new Promise(function (resolve) {
+        hls.on(Hls.Events.MANIFEST_PARSED, function () { resolve(audio.play()); });
+      });
+    }
+    if (audio.canPlayType('application/vnd.apple.mpegurl')) {
+      audio.src = hlsURL; // Safari plays HLS itself
+      return audio.play();
+    }
+    return playStream(track);
+  }
+
+  const res = await fetch('/v1/tracks?limit=200');
+  const page = await res.json();
+  list.textContent = '';
+  if (!page.items.length) {
+    list.innerHTML = '<li>No public tracks yet.</li>';
+  }
+  for (const track of page.items) {
+    const li = document.createElement('li');
+    const button = document.createElement('button');
+    button.textContent = '▶ ' + track.title + ' — ' + track.artist;
+    button.dataset.track = track.id;
+    button.addEventListener('click', function () { play(track); });
+    li.appendChild(button);
+    list.appendChild(li);
+  }
+  window.playgate = { play: play, audio: audio };
+})();
