@@ -513,7 +513,7 @@ func TestPurgesReachTheProvider(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(purged) == 3
-	}, 5*time.Second, 10*time.Millisecond, "purged: %v", purged)
+	}, 5*time.Second, 10*time.Millisecond, "the fake Bunny API saw three purges")
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Contains(t, purged, "https://zone.b-cdn.net/hls/"+a.ID.String()+"/*")
