@@ -36,6 +36,8 @@ type Config struct {
 	CloudflareAPIToken       string `envconfig:"CLOUDFLARE_API_TOKEN"`
 	CloudflareAPIURL         string `envconfig:"CLOUDFLARE_API_URL" default:"https://api.cloudflare.com/client/v4"`
 	CloudFrontDistributionID string `envconfig:"CLOUDFRONT_DISTRIBUTION_ID"`
+	// The self-hosted edge's loopback purge endpoint (deploy/edge).
+	EdgePurgeURL string `envconfig:"EDGE_PURGE_URL"`
 
 	HLSStreaming      bool          `envconfig:"HLS_STREAMING" default:"true"`
 	WorkerConcurrency int           `envconfig:"WORKER_CONCURRENCY" default:"1"`

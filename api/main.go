@@ -154,7 +154,7 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 	if cfg.HLSStreaming {
 		enqueue = queue.Enqueue
 	}
-	purger, err := newPurger(ctx, cfg, log, set)
+	purger, err := newPurger(ctx, cfg, backends, log, set)
 	if err != nil {
 		return err
 	}
@@ -232,22 +232,29 @@ func token(args []string, stdout io.Writer) error {
 // newPurger picks the CDN's purge API (SPEC §4.6), running its queue in
 // the background; providers without an API, or without credentials for
 // it, log and count skipped purges.
-func newPurger(ctx context.Context, cfg *Config, log *slog.Logger, set *metrics.Set) (purge.Purger, error) {
+func newPurger(ctx context.Context, cfg *Config, backends map[string]storage.Backend, log *slog.Logger, set *metrics.Set) (purge.Purger, error) {
 	if !cfg.CDNEnabled {
 		return purge.NewSkip(log, set, "none"), nil
 	}
 	var client purge.Client
-	switch cfg.CDNProvider {
-	case "bunny", "bunny-sha256", "bunny-md5":
+	provider := cfg.CDNProvider
+	if cfg.EdgePurgeURL != "" {
+		// playgate's own edge: directories are listed from storage.
+		provider = "selfhosted"
+		client = &purge.SelfHosted{URL: cfg.EdgePurgeURL, List: storage.Lister(backends[cfg.TrackStorageBackend])}
+	}
+	switch {
+	case client != nil:
+	case cfg.CDNProvider == "bunny", cfg.CDNProvider == "bunny-sha256", cfg.CDNProvider == "bunny-md5":
 		if cfg.CDNAPIKey != "" {
 			client = &purge.Bunny{API: cfg.BunnyAPIURL, ZoneURL: cfg.CDNBaseURL, Key: cfg.CDNAPIKey}
 		}
-	case "cloudflare":
+	case cfg.CDNProvider == "cloudflare":
 		if cfg.CloudflareZoneID != "" && cfg.CloudflareAPIToken != "" {
 			client = &purge.Cloudflare{API: cfg.CloudflareAPIURL, Zone: cfg.CloudflareZoneID,
 				Token: cfg.CloudflareAPIToken, SiteURL: cfg.CDNBaseURL}
 		}
-	case "cloudfront":
+	case cfg.CDNProvider == "cloudfront":
 		if cfg.CloudFrontDistributionID != "" {
 			awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion("us-east-1"))
 			if err != nil {
@@ -261,7 +268,7 @@ func newPurger(ctx context.Context, cfg *Config, log *slog.Logger, set *metrics.
 			"provider", cfg.CDNProvider)
 		return purge.NewSkip(log, set, cfg.CDNProvider), nil
 	}
-	q := purge.NewQueue(purge.QueueConfig{}, cfg.CDNProvider, client, log, set)
+	q := purge.NewQueue(purge.QueueConfig{}, provider, client, log, set)
 	go q.Run(ctx)
 	return q, nil
 }

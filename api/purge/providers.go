@@ -47,6 +47,54 @@ func (b *Bunny) Purge(ctx context.Context, paths []string) error {
 	return nil
 }
 
+// SelfHosted purges playgate's own edge (deploy/edge) through its
+// loopback endpoint, GET {url}/purge/{object path}, one object at a time:
+// the edge caches by object path, so a directory is expanded into its
+// objects with List (the api lists its storage).
+type SelfHosted struct {
+	URL  string // e.g. http://127.0.0.1:8084
+	List func(ctx context.Context, prefix string) ([]string, error)
+	HTTP *http.Client
+}
+
+// Purge implements Client.
+func (s *SelfHosted) Purge(ctx context.Context, paths []string) error {
+	var keys []string
+	for _, p := range paths {
+		if !strings.HasSuffix(p, "/") {
+			keys = append(keys, p)
+			continue
+		}
+		below, err := s.List(ctx, p)
+		if err != nil {
+			return &RetryableError{fmt.Errorf("purge: selfhosted: cannot list %s: %w", p, err)}
+		}
+		keys = append(keys, below...)
+	}
+	for _, k := range keys {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.URL, "/")+"/purge/"+k, nil)
+		if err != nil {
+			return err
+		}
+		client := s.HTTP
+		if client == nil {
+			client = http.DefaultClient
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return &RetryableError{fmt.Errorf("purge: selfhosted: %w", err)}
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			continue // not cached
+		}
+		if err := statusError("selfhosted", resp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Cloudflare purges a zone by URL (files) and, for directories, by
 // prefix: POST {api}/zones/{zone}/purge_cache with an API token.
 type Cloudflare struct {

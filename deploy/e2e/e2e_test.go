@@ -102,7 +102,8 @@ func startStack(t *testing.T) *stack {
 	dir, err := os.MkdirTemp("", "playgate-e2e-edge-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	e, err := edge.Start(dir, edge.Config{Listen: freeAddr(t), Origin: origin, Keys: []string{cdnKey}, Secret: secret})
+	purgeAddr := freeAddr(t)
+	e, err := edge.Start(dir, edge.Config{Listen: freeAddr(t), Origin: origin, Keys: []string{cdnKey}, Secret: secret, PurgeListen: purgeAddr})
 	require.NoError(t, err, edge.InstallHint)
 	t.Cleanup(e.Stop)
 	s.edge = "http://" + e.Addr
@@ -141,8 +142,13 @@ func startStack(t *testing.T) *stack {
 		defer cancel()
 		_ = queue.Stop(c)
 	})
+	purger := purge.NewQueue(purge.QueueConfig{Backoff: 10 * time.Millisecond}, "selfhosted",
+		&purge.SelfHosted{URL: "http://" + purgeAddr, List: storage.Lister(objects)}, log, set)
+	pctx, stopPurger := context.WithCancel(ctx)
+	t.Cleanup(stopPurger)
+	go purger.Run(pctx)
 	asrv, err := httpapi.New(httpapi.Config{UploadMaxBytes: 64 << 20, SignerURL: s.signer, WriteBackend: "local"},
-		httpapi.Deps{Store: store, Backends: backends, Verifier: verifier, Purger: purge.NewSkip(log, set, "none"),
+		httpapi.Deps{Store: store, Backends: backends, Verifier: verifier, Purger: purger,
 			Enqueue: queue.Enqueue, Log: log, Metrics: set})
 	require.NoError(t, err)
 	s.api = serveOn(t, asrv.HTTPServer())
@@ -247,7 +253,12 @@ func TestPlayThroughTheEdge(t *testing.T) {
 	}
 	assert.Equal(t, pulls, s.originPulls.Load())
 
-	// Privacy flip: the next signer request answers 404 within a second.
+	// Privacy flip: the next signer request answers 404 within a second,
+	// and the edge's copy is purged (an old URL is a MISS again).
+	before, err := http.Get(loc)
+	require.NoError(t, err)
+	before.Body.Close()
+	require.Equal(t, "HIT", before.Header.Get("X-Cache"))
 	status, body := s.call(t, "PATCH", s.api+"/v1/tracks/"+tr.ID.String(), "application/json", strings.NewReader(`{"visibility":"private"}`))
 	require.Equal(t, http.StatusOK, status, "%s", body)
 	require.Eventually(t, func() bool {
@@ -258,6 +269,14 @@ func TestPlayThroughTheEdge(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusNotFound
 	}, time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(loc)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.Header.Get("X-Cache") == "MISS"
+	}, 5*time.Second, 50*time.Millisecond, "the edge copy is purged")
 }
 
 // location asks the signer for a redirect without following it.

@@ -42,6 +42,8 @@ type Config struct {
 	Secret       string
 	CacheSize    string // default 1g
 	Workers      int    // default 1
+	// PurgeListen, if set, is a loopback address for the purge endpoint.
+	PurgeListen string
 }
 
 // Edge is a running nginx.

@@ -139,10 +139,40 @@ function upstream(r) {
         }
         var mac = crypto.createHmac('sha256', keys[i]).update(signed).digest('base64url');
         if (equal(ip.length ? '1-' + mac : mac, digest)) {
-            return p.path + (p.download ? '?download=' + encodeURIComponent(p.download) : '');
+            r.variables.edge_download = p.download;
+            return p.path;
         }
     }
     return '';
 }
 
-export default {upstream};
+// disposition is the attachment header of a verified download URL; the
+// cache holds one copy per object path, whatever the disposition.
+function disposition(r) {
+    var name = r.variables.edge_upstream === '' ? '' : r.variables.edge_download;
+    if (!name) {
+        return '';
+    }
+    return 'attachment; filename="' + name.replace(/["\\\r\n]/g, '_') + '"; filename*=UTF-8\'\'' + encodeURIComponent(name);
+}
+
+// purge removes one object from the cache: its file is named after the
+// MD5 of the cache key (the object path) in the levels=1:2 layout. nginx
+// treats a vanished file as a miss.
+function purge(r) {
+    var key = r.uri.substring('/purge'.length);
+    if (!/^\/(tracks|hls)\/[^\x00]+$/.test(key) || key.indexOf('..') >= 0) {
+        r.return(400);
+        return;
+    }
+    var h = crypto.createHash('md5').update(key).digest('hex');
+    var file = r.variables.edge_cache_dir + '/' + h.substring(31) + '/' + h.substring(29, 31) + '/' + h;
+    try {
+        require('fs').unlinkSync(file);
+        r.return(200, 'purged ' + key + '\n');
+    } catch (e) {
+        r.return(404, 'not cached ' + key + '\n');
+    }
+}
+
+export default {upstream, disposition, purge};

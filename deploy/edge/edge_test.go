@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
 
+	"github.com/playgate/playgate/api/purge"
 	"github.com/playgate/playgate/deploy/edge"
 	"github.com/playgate/playgate/internal/ops"
 	"github.com/playgate/playgate/origin/serve"
@@ -43,6 +44,7 @@ func freeAddr(t *testing.T) string {
 
 type fixture struct {
 	base     string // the edge
+	purge    string // its purge endpoint
 	pulls    *atomic.Int64
 	original []byte
 	segment  []byte
@@ -78,11 +80,13 @@ func start(t *testing.T) *fixture {
 	dir, err := os.MkdirTemp("", "playgate-edge-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	purgeAddr := freeAddr(t)
 	e, err := edge.Start(dir, edge.Config{Listen: freeAddr(t), Origin: "http://" + ln.Addr().String(),
-		Keys: []string{key, previous}, Secret: secret})
+		Keys: []string{key, previous}, Secret: secret, PurgeListen: purgeAddr})
 	require.NoError(t, err, "nginx with njs is needed: %s", edge.InstallHint)
 	t.Cleanup(e.Stop)
 	f.base = "http://" + e.Addr
+	f.purge = "http://" + purgeAddr
 	return f
 }
 
@@ -195,4 +199,44 @@ func TestEdgeDigestStartingWithOneDash(t *testing.T) {
 		}
 	}
 	t.Fatal("no digest starting with 1- found")
+}
+
+// The api's selfhosted purger empties the edge's cache for an object and
+// for a whole HLS directory (expanded into its objects).
+func TestEdgePurge(t *testing.T) {
+	f := start(t)
+	orig := f.sign(t, key, token.Request{Path: "/tracks/" + track + "/orig.mp3"})
+	dir := "/hls/" + track + "/p1/"
+	seg := f.sign(t, key, token.Request{Path: dir + "128k/seg.m4s", TokenPath: dir, PathForm: true})
+	for _, u := range []string{orig, seg} {
+		get(t, u)
+		resp, _ := get(t, u)
+		require.Equal(t, "HIT", resp.Header.Get("X-Cache"))
+	}
+	p := &purge.SelfHosted{URL: f.purge, List: func(_ context.Context, prefix string) ([]string, error) {
+		require.Equal(t, "hls/"+track+"/", prefix)
+		return []string{"hls/" + track + "/p1/128k/seg.m4s"}, nil
+	}}
+	require.NoError(t, p.Purge(context.Background(), []string{"tracks/" + track + "/orig.mp3", "hls/" + track + "/"}))
+	for _, u := range []string{orig, seg} {
+		resp, body := get(t, u)
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "MISS", resp.Header.Get("X-Cache"), "purged: %s", u)
+		assert.NotEmpty(t, body)
+	}
+	// Purging what is not cached is not an error.
+	assert.NoError(t, p.Purge(context.Background(), []string{"tracks/" + track + "/never.mp3"}))
+}
+
+// A download URL gets the attachment disposition from the edge, while
+// the cached object stays one copy for every URL of the object.
+func TestEdgeDownloadDisposition(t *testing.T) {
+	f := start(t)
+	orig := "/tracks/" + track + "/orig.mp3"
+	get(t, f.sign(t, key, token.Request{Path: orig}))
+	resp, _ := get(t, f.sign(t, key, token.Request{Path: orig, Download: "My Song.mp3"}))
+	assert.Equal(t, "HIT", resp.Header.Get("X-Cache"))
+	assert.Contains(t, resp.Header.Get("Content-Disposition"), `attachment; filename="My Song.mp3"`)
+	resp, _ = get(t, f.sign(t, key, token.Request{Path: orig}))
+	assert.Empty(t, resp.Header.Get("Content-Disposition"), "a plain play is not an attachment")
 }

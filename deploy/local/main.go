@@ -97,14 +97,14 @@ func run(ctx context.Context) error {
 		// bunny URLs for it, the origin only answers the edge.
 		dir := filepath.Join(data, "edge")
 		e, err := edge.Start(dir, edge.Config{Listen: hostPort(env["EDGE_ADDR"]), Origin: "http://" + hostPort(env["ORIGIN_ADDR"]),
-			Keys: []string{env["CDN_SECURITY_KEY"]}, Secret: env["ORIGIN_SECRET"]})
+			Keys: []string{env["CDN_SECURITY_KEY"]}, Secret: env["ORIGIN_SECRET"], PurgeListen: "127.0.0.1:8084"})
 		if err != nil {
 			return err
 		}
 		defer func() { say("stopping the edge"); e.Stop() }()
 		say("edge (nginx + njs) listening on %s", e.Addr)
 		for k, v := range map[string]string{"CDN_ENABLED": "true", "CDN_PROVIDER": "bunny",
-			"CDN_BASE_URL": "http://" + e.Addr, "ORIGIN_AUTH": "header"} {
+			"CDN_BASE_URL": "http://" + e.Addr, "ORIGIN_AUTH": "header", "EDGE_PURGE_URL": "http://127.0.0.1:8084"} {
 			env[k] = v
 		}
 	}

@@ -91,3 +91,16 @@ func Pick(backends map[string]Backend, name string) (Backend, error) {
 	}
 	return b, nil
 }
+
+// Lister lists the keys below a prefix of b (for purging a directory's
+// objects one by one).
+func Lister(b Backend) func(ctx context.Context, prefix string) ([]string, error) {
+	return func(ctx context.Context, prefix string) ([]string, error) {
+		var keys []string
+		err := b.List(ctx, prefix, func(o Object) error {
+			keys = append(keys, o.Key)
+			return nil
+		})
+		return keys, err
+	}
+}
