@@ -1,0 +1,54 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestClosedLoop(t *testing.T) {
+	var calls atomic.Int64
+	do := func(int) (int, error) {
+		n := calls.Add(1)
+		time.Sleep(200 * time.Microsecond)
+		if n%10 == 0 {
+			return 0, errors.New("connection reset")
+		}
+		return 200, nil
+	}
+	var points []Point
+	res := Run(context.Background(), Config{Workers: 4, Duration: 1200 * time.Millisecond, Warmup: 100 * time.Millisecond},
+		do, func(p Point) { points = append(points, p) })
+	require.Positive(t, res.Requests)
+	assert.Equal(t, res.ByStatus[200], res.Latency.Count(), "every answer is in the histogram")
+	assert.Positive(t, res.Errors, "transport errors are counted apart")
+	assert.InDelta(t, 0.1, float64(res.Errors)/float64(res.Requests), 0.03)
+	assert.Less(t, res.Requests, uint64(calls.Load()), "warm-up requests are not counted")
+	assert.Greater(t, res.Latency.Quantile(0.5), 150*time.Microsecond)
+	assert.NotEmpty(t, points, "progress once a second")
+	assert.Greater(t, res.RPS(), 100.0)
+}
+
+// A server that stalls shows its full tail in the open model: requests
+// that should have started during the stall are late, and measured from
+// when they were due (no coordinated omission).
+func TestOpenModelSeesStalls(t *testing.T) {
+	var began atomic.Int64
+	do := func(int) (int, error) {
+		now := time.Now().UnixNano()
+		began.CompareAndSwap(0, now)
+		if time.Duration(now-began.Load()) < 400*time.Millisecond {
+			time.Sleep(100 * time.Millisecond) // stalled
+		}
+		return 200, nil
+	}
+	res := Run(context.Background(), Config{Workers: 1, Rate: 200, Duration: time.Second}, do, nil)
+	assert.Greater(t, res.Latency.Quantile(0.99), 250*time.Millisecond,
+		"requests queued behind the stall count from their intended start; a closed loop would report ~100 ms")
+	assert.Greater(t, res.Latency.Count(), uint64(100))
+}
