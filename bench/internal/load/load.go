@@ -147,8 +147,6 @@ func Run(ctx context.Context, cfg Config, do Do, progress func(Point)) *Result {
 	}
 
 	res := &Result{Latency: hist.New(), ByStatus: map[int]uint64{}}
-	ticker := time.NewTicker(time.Second)
-	defer ticker.Stop()
 	if d := time.Until(measureFrom); d > 0 {
 		select {
 		case <-time.After(d):
@@ -165,6 +163,10 @@ func Run(ctx context.Context, cfg Config, do Do, progress func(Point)) *Result {
 	measuring.Store(true)
 	began := time.Now()
 	last := began
+	// The ticker starts with the measurement: a tick from the warm-up
+	// would carry a time before began.
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
 loop:
 	for {
 		select {

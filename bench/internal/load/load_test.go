@@ -31,6 +31,10 @@ func TestClosedLoop(t *testing.T) {
 	assert.Less(t, res.Requests, uint64(calls.Load()), "warm-up requests are not counted")
 	assert.Greater(t, res.Latency.Quantile(0.5), 150*time.Microsecond)
 	assert.NotEmpty(t, points, "progress once a second")
+	for _, p := range points {
+		assert.Positive(t, p.Rate, "a point's rate: %+v", p)
+		assert.Positive(t, p.At)
+	}
 	assert.Greater(t, res.RPS(), 100.0)
 }
 
