@@ -18,16 +18,10 @@ import (
 
 	"github.com/playgate/playgate/api/auth"
 	"github.com/playgate/playgate/bench/internal/load"
+	"github.com/playgate/playgate/bench/internal/loadcmp"
 	"github.com/playgate/playgate/bench/internal/popularity"
 	"github.com/playgate/playgate/internal/ops"
 )
-
-// bare302 is the ceiling: the least a fasthttp server can do per play.
-func bare302(ctx *fasthttp.RequestCtx) {
-	ctx.Response.Header.SetStatusCode(fasthttp.StatusFound)
-	ctx.Response.Header.Set(fasthttp.HeaderLocation,
-		"https://zone.b-cdn.net/tracks/0190a0b4-0000-7000-8000-000000000001/c4ff534378040eca27f54b542bba32f42fc498315cf88621c6a282e4e1274bf3.mp3?token=HS256-o10JRWlsAItyAsdKS6jJKjabHN4FrFsplDHPV1idcX4&expires=1598024587")
-}
 
 // serveBare302 runs the ceiling server in this process on loopback.
 func serveBare302(ctx context.Context) (string, error) {
@@ -35,7 +29,7 @@ func serveBare302(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	go func() { _ = ops.Serve(ctx, &fasthttp.Server{Handler: bare302}, ln, time.Second) }()
+	go func() { _ = ops.Serve(ctx, &fasthttp.Server{Handler: loadcmp.Bare302}, ln, time.Second) }()
 	return "http://" + ln.Addr().String(), nil
 }
 

@@ -73,7 +73,7 @@ func run() error {
 		return err
 	}
 	defer stopSigner()
-	bareAddr, stopBare, err := loadcmp.Serve(&fasthttp.Server{Handler: bare302})
+	bareAddr, stopBare, err := loadcmp.Serve(&fasthttp.Server{Handler: loadcmp.Bare302})
 	if err != nil {
 		return err
 	}
@@ -110,12 +110,6 @@ func run() error {
 	fmt.Printf("  signer  %10.0f req/s  p99 %s\n", signer.RPS, signer.P99)
 	fmt.Printf("  ratio   %10.2f  (target >= 0.80)\n", signer.RPS/bare.RPS)
 	return nil
-}
-
-func bare302(ctx *fasthttp.RequestCtx) {
-	ctx.Response.Header.SetStatusCode(fasthttp.StatusFound)
-	ctx.Response.Header.Set(fasthttp.HeaderLocation,
-		"https://zone.b-cdn.net/tracks/0190a0b4-0000-7000-8000-000000000001/c4ff534378040eca27f54b542bba32f42fc498315cf88621c6a282e4e1274bf3.mp3?token=HS256-o10JRWlsAItyAsdKS6jJKjabHN4FrFsplDHPV1idcX4&expires=1598024587")
 }
 
 func seed(ctx context.Context, url string, n int) ([]string, error) {

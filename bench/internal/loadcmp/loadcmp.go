@@ -122,3 +122,11 @@ func Script(lua string) (string, error) {
 	_, err = f.WriteString(lua)
 	return f.Name(), err
 }
+
+// Bare302 is the signer's ceiling (SPEC §12): the least a fasthttp server
+// can do for a play, a constant redirect of a realistic length.
+func Bare302(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.SetStatusCode(fasthttp.StatusFound)
+	ctx.Response.Header.Set(fasthttp.HeaderLocation,
+		"https://zone.b-cdn.net/tracks/0190a0b4-0000-7000-8000-000000000001/c4ff534378040eca27f54b542bba32f42fc498315cf88621c6a282e4e1274bf3.mp3?token=HS256-o10JRWlsAItyAsdKS6jJKjabHN4FrFsplDHPV1idcX4&expires=1598024587")
+}
