@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"time"
 
@@ -20,18 +19,7 @@ import (
 	"github.com/playgate/playgate/bench/internal/load"
 	"github.com/playgate/playgate/bench/internal/loadcmp"
 	"github.com/playgate/playgate/bench/internal/popularity"
-	"github.com/playgate/playgate/internal/ops"
 )
-
-// serveBare302 runs the ceiling server in this process on loopback.
-func serveBare302(ctx context.Context) (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	go func() { _ = ops.Serve(ctx, &fasthttp.Server{Handler: loadcmp.Bare302}, ln, time.Second) }()
-	return "http://" + ln.Addr().String(), nil
-}
 
 // getter sends GETs to a fixed set of URIs and returns the status.
 func getter(base string, connections int, pick func(worker int) string) load.Do {
@@ -49,12 +37,12 @@ func getter(base string, connections int, pick func(worker int) string) load.Do 
 }
 
 func measureLimit(ctx context.Context, c common, stderr io.Writer) (report, error) {
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	base, err := serveBare302(lctx)
+	addr, stop, err := loadcmp.Serve(&fasthttp.Server{Handler: loadcmp.Bare302})
 	if err != nil {
 		return report{}, err
 	}
+	defer stop()
+	base := "http://" + addr
 	res := load.Run(ctx, c.config(), getter(base, c.connections, func(int) string {
 		return "/v1/tracks/0190a0b4-0000-7000-8000-000000000001/stream"
 	}), progress(stderr, "bare302"))
