@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/playgate/playgate/api/schema"
+	"github.com/playgate/playgate/internal/pgcluster"
+	"github.com/playgate/playgate/signer/trackcache"
+)
+
+// memoryCmd measures the signer's memory with N cached tracks (SPEC §12:
+// a million under 300 MiB resident). It starts a temporary PostgreSQL,
+// inserts N tracks with audio and an HLS package, builds the signer's
+// cache exactly as the signer does, fills it through its ordinary miss
+// path, and reports RSS and heap.
+func memoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench memory", flag.ContinueOnError)
+	n := fs.Int("tracks", 1_000_000, "tracks to cache")
+	cacheBytes := fs.Int64("cache-bytes", 512<<20, "SIGNER_CACHE_BYTES for the run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cluster, stop, err := pgcluster.StartTemp(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	conn, err := pgx.Connect(ctx, cluster.AdminURL())
+	if err != nil {
+		return err
+	}
+	if _, err := schema.Migrate(ctx, conn); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "inserting %d tracks\n", *n)
+	ids := make([]uuid.UUID, *n)
+	rows := make([][]any, 0, *n)
+	now := time.Now()
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7())
+		sum := fmt.Sprintf("%064x", i+1)
+		key := "tracks/" + ids[i].String() + "/" + sum + ".mp3"
+		rows = append(rows, []any{ids[i], "user-" + strconv.Itoa(i%50_000), "Track " + strconv.Itoa(i), "Artist",
+			"public", int64(0), "local", key, "audio/mpeg", int64(5 << 20), sum,
+			"ready", "hls/" + ids[i].String() + "/" + sum[:16], now, now})
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"tracks"}, []string{"id", "owner_id", "title", "artist", "visibility",
+		"price_cents", "storage_backend", "object_key", "content_type", "size_bytes", "sha256", "hls_status", "hls_prefix",
+		"created_at", "updated_at"}, pgx.CopyFromRows(rows)); err != nil {
+		return err
+	}
+	conn.Close(ctx)
+	rows = nil
+
+	pool, err := pgxpool.New(ctx, cluster.AdminURL())
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	before := readMem()
+	cache, err := trackcache.New(trackcache.Config{MaxBytes: *cacheBytes, NegativeTTL: time.Minute, GrantTTL: time.Minute},
+		pool, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
+	start := time.Now()
+	for i, id := range ids {
+		if _, err := cache.Track(ctx, id); err != nil {
+			return err
+		}
+		if i%100_000 == 0 {
+			fmt.Fprintf(stderr, "\rfilled %d", i)
+		}
+	}
+	fmt.Fprintf(stderr, "\rfilled %d in %s\n", len(ids), time.Since(start).Round(time.Second))
+	// Count the cached entries: a second pass answers from the cache.
+	hits := 0
+	for _, id := range ids {
+		t, err := cache.Track(ctx, id)
+		if err == nil && t.Found {
+			hits++
+		}
+	}
+	after := readMem()
+	fmt.Fprintf(stdout, "tracks %d, resident in cache after the fill: checked by a second pass (%d found)\n", len(ids), hits)
+	fmt.Fprintf(stdout, "process RSS %d MiB (before the cache: %d MiB), Go heap in use %d MiB (before: %d MiB)\n",
+		after.rss>>20, before.rss>>20, after.heap>>20, before.heap>>20)
+	fmt.Fprintf(stdout, "the ids slice this tool holds is %d MiB of that\n", (len(ids)*16)>>20)
+	return nil
+}
+
+type mem struct{ rss, heap uint64 }
+
+func readMem() mem {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m := mem{heap: ms.HeapInuse}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				m.rss = kb << 10
+			}
+		}
+	}
+	return m
+}
