@@ -142,9 +142,10 @@ func New(cfg Config, read *pgxpool.Pool, log *slog.Logger, set *metrics.Set) (*C
 	}
 	var err error
 	c.tracks, err = ristretto.NewCache(&ristretto.Config[uint64, *Track]{
-		// Ten counters per expected entry (ristretto's advice), with
-		// entries of about 300 bytes.
-		NumCounters:        max(cfg.MaxBytes/300*10, 1000),
+		// Ten counters per expected entry (ristretto's advice); an entry
+		// costs about 500 bytes (its cost()), and the counters are
+		// memory too: sizing them for smaller entries wastes it.
+		NumCounters:        max(cfg.MaxBytes/500*10, 1000),
 		MaxCost:            cfg.MaxBytes,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
@@ -246,7 +247,7 @@ func (c *Cache) fill(ctx context.Context, id uuid.UUID, k uint64) (*Track, error
 }
 
 func (t *Track) cost() int64 {
-	return int64(unsafe.Sizeof(*t)) + int64(len(t.Owner)+len(t.ObjectPath)+len(t.Backend)+len(t.HLSDir)+len(t.HLSMaster)+len(t.Title)) + 64
+	return int64(unsafe.Sizeof(*t)) + int64(len(t.Owner)+len(t.ObjectPath)+len(t.Backend)+len(t.HLSMaster)+len(t.Title)) + 64
 }
 
 func (c *Cache) load(ctx context.Context, id uuid.UUID) (*Track, error) {
@@ -283,8 +284,10 @@ func (c *Cache) load(ctx context.Context, id uuid.UUID) (*Track, error) {
 		t.Backend = *backend
 	}
 	if hlsStatus == "ready" && hlsPrefix != nil {
-		t.HLSDir = "/" + *hlsPrefix + "/"
-		t.HLSMaster = t.HLSDir + "master.m3u8"
+		// One string: the directory is a prefix of the master's path and
+		// shares its bytes.
+		t.HLSMaster = "/" + *hlsPrefix + "/master.m3u8"
+		t.HLSDir = t.HLSMaster[:len(t.HLSMaster)-len("master.m3u8")]
 	}
 	return t, nil
 }
