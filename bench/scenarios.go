@@ -23,7 +23,8 @@ import (
 
 // getter sends GETs to a fixed set of URIs and returns the status.
 func getter(base string, connections int, pick func(worker int) string) load.Do {
-	client := &fasthttp.Client{MaxConnsPerHost: connections, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	client := &fasthttp.Client{MaxConnsPerHost: connections, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		DisablePathNormalizing: true}
 	return func(worker int) (int, error) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
