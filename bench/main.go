@@ -6,6 +6,7 @@
 //	bench signer [flags]    the signer, with zipf popularity over seeded tracks, a mix of public,
 //	                        shared-private and unknown ids; reported as a ratio to `limit`
 //	bench origin [flags]    the origin like CDN pulls: 1 MiB ranges of originals and HLS segments
+//	bench play   [flags]    whole player sessions through signer → edge → origin (make run EDGE=1)
 //	bench memory [flags]    the signer's cache with a million tracks: resident memory (SPEC §12)
 //
 // Common flags: -connections 64 -rate 0 (closed loop) -duration 10s -warmup 2s -json FILE.
@@ -70,8 +71,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return memoryCmd(ctx, args[1:], stdout, stderr)
 	case "origin":
 		return originCmd(ctx, args[1:], stdout, stderr)
+	case "play":
+		return playCmd(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown scenario %q: use limit, signer, origin or memory", args[0])
+	return fmt.Errorf("unknown scenario %q: use limit, signer, origin, play or memory", args[0])
 }
 
 // report is one measured target, as printed and written to JSON.
