@@ -44,6 +44,7 @@ type common struct {
 	duration    time.Duration
 	warmup      time.Duration
 	jsonOut     string
+	htmlOut     string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -52,6 +53,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "time before measuring")
 	fs.StringVar(&c.jsonOut, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&c.htmlOut, "html", "", "write a self-contained HTML report with plots to this file")
 }
 
 func (c *common) config() load.Config {

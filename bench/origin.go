@@ -172,5 +172,8 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintln(stderr)
 	r := toReport("origin", res)
 	printTable(stdout, []report{r})
+	if err := htmlReport(c.htmlOut, "bench origin", map[string]*load.Result{"origin": res}, []report{r}); err != nil {
+		return err
+	}
 	return writeJSON(c.jsonOut, []report{r})
 }

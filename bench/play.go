@@ -135,6 +135,9 @@ func playCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	r := toReport("play", res)
 	printTable(stdout, []report{r})
+	if err := htmlReport(c.htmlOut, "bench play", map[string]*load.Result{"play": res}, []report{r}); err != nil {
+		return err
+	}
 	h, m := float64(hits.Load()), float64(misses.Load())
 	plays := float64(res.Requests)
 	hitRatio := 0.0

@@ -37,10 +37,10 @@ func getter(base string, connections int, pick func(worker int) string) load.Do 
 	}
 }
 
-func measureLimit(ctx context.Context, c common, stderr io.Writer) (report, error) {
+func measureLimit(ctx context.Context, c common, stderr io.Writer) (report, *load.Result, error) {
 	addr, stop, err := loadcmp.Serve(&fasthttp.Server{Handler: loadcmp.Bare302})
 	if err != nil {
-		return report{}, err
+		return report{}, nil, err
 	}
 	defer stop()
 	base := "http://" + addr
@@ -48,7 +48,7 @@ func measureLimit(ctx context.Context, c common, stderr io.Writer) (report, erro
 		return "/v1/tracks/0190a0b4-0000-7000-8000-000000000001/stream"
 	}), progress(stderr, "bare302"))
 	fmt.Fprintln(stderr)
-	return toReport("bare302", res), nil
+	return toReport("bare302", res), res, nil
 }
 
 func limitCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -58,11 +58,14 @@ func limitCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	r, err := measureLimit(ctx, c, stderr)
+	r, res, err := measureLimit(ctx, c, stderr)
 	if err != nil {
 		return err
 	}
 	printTable(stdout, []report{r})
+	if err := htmlReport(c.htmlOut, "bench limit", map[string]*load.Result{"bare302": res}, []report{r}); err != nil {
+		return err
+	}
 	return writeJSON(c.jsonOut, []report{r})
 }
 
@@ -130,12 +133,15 @@ func signerCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		progress(stderr, "signer"))
 	fmt.Fprintln(stderr)
 	signerReport := toReport("signer", res)
-	limit, err := measureLimit(ctx, c, stderr)
+	limit, limitRes, err := measureLimit(ctx, c, stderr)
 	if err != nil {
 		return err
 	}
 	reports := []report{limit, signerReport}
 	printTable(stdout, reports)
+	if err := htmlReport(c.htmlOut, "bench signer", map[string]*load.Result{"bare302": limitRes, "signer": res}, reports); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "\nsigner / bare302 = %.2f  (SPEC §12 target: >= 0.80)\n", signerReport.RPS/limit.RPS)
 	return writeJSON(c.jsonOut, map[string]any{"reports": reports, "ratio_to_bare302": signerReport.RPS / limit.RPS})
 }
