@@ -15,7 +15,7 @@ APT_PACKAGES := postgresql:/usr/lib/postgresql ffmpeg:/usr/bin/ffmpeg nginx:/usr
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: node-deps update-hls all run test unit lint fmt deps apt-deps tools build clean bench-signer bench-origin
+.PHONY: node-deps update-hls all run test unit lint fmt deps apt-deps tools build clean bench bench-signer bench-origin
 
 all: build
 
@@ -51,6 +51,10 @@ bench-signer: deps
 bench-origin: deps
 	@command -v wrk >/dev/null || $(SUDO) apt-get install -y -qq wrk
 	$(GO) run ./bench/originbench
+
+## bench: start the stack with its edge, run bench signer, origin and play against it; reports in .data/bench/
+bench: deps
+	bash bench/all.sh
 
 ## deps: install whatever is missing (Debian packages, pinned Go tools, the browser test's npm packages)
 deps: apt-deps tools node-deps

@@ -33,8 +33,10 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	// ORIGIN_AUTH=token: sign as the signer does; header: the secret.
+	// Unset, the key wins when both are there (the origin's own default
+	// without a CDN); the stack behind an edge answers only to the secret.
 	var signer token.Signer
-	if k := getenv("ORIGIN_TOKEN_KEY"); k != "" {
+	if k := getenv("ORIGIN_TOKEN_KEY"); k != "" && getenv("ORIGIN_AUTH") != "header" {
 		s, err := token.NewBunny(token.BunnyHMAC, *origin, []byte(k))
 		if err != nil {
 			return err
