@@ -32,6 +32,6 @@ seed=()
 [ -s "$out/seed.json" ] && seed=(-reuse "$out/seed.json")
 .data/bin/bench signer -duration "$duration" "${seed[@]}" -seed-out "$out/seed.json" -json "$out/signer.json" -html "$out/signer.html"
 # Behind the edge the origin answers only to the edge's shared secret.
-ORIGIN_AUTH=header .data/bin/bench origin -duration "$duration" -json "$out/origin.json" -html "$out/origin.html"
+ORIGIN_AUTH=header .data/bin/bench origin -duration "$duration" -nginx-root .data/objects -json "$out/origin.json" -html "$out/origin.html"
 .data/bin/bench play -duration "$duration" -json "$out/play.json" -html "$out/play.html"
 echo "bench: reports in $out/{signer,origin,play}.{json,html}"

@@ -9,7 +9,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 
 	"github.com/playgate/playgate/api/hls/m3u8"
 	"github.com/playgate/playgate/bench/internal/load"
+	"github.com/playgate/playgate/bench/internal/staticnginx"
 	"github.com/playgate/playgate/signer/token"
 )
 
@@ -29,6 +32,7 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	api := fs.String("api", "http://127.0.0.1:8080", "the catalog API, to find objects")
 	origin := fs.String("origin", "http://127.0.0.1:8082", "the origin")
 	segments := fs.Float64("segments", 0.5, "fraction of requests for HLS segments (the rest are 1 MiB ranges)")
+	nginxRoot := fs.String("nginx-root", "", "the origin's STORAGE_DIR: also serve it with nginx and measure the same requests as the ceiling")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,15 +101,18 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		cursor = *page.NextCursor
 	}
+	// Each object is kept both as the origin's signed URL and as its bare
+	// path, which the nginx ceiling serves from the same directory.
 	type original struct {
-		url  string
-		size int64
+		url, path string
+		size      int64
 	}
+	type segment struct{ url, path string }
 	var originals []original
-	var segs []string
+	var segs []segment
 	for _, t := range items {
 		if t.ObjectKey != nil && *t.SizeBytes > 0 {
-			originals = append(originals, original{sign("/"+*t.ObjectKey, ""), *t.SizeBytes})
+			originals = append(originals, original{sign("/"+*t.ObjectKey, ""), "/" + *t.ObjectKey, *t.SizeBytes})
 		}
 		if t.HLSPrefix == nil {
 			continue
@@ -129,7 +136,8 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				return err
 			}
 			for _, s := range media.Segments {
-				segs = append(segs, sign(dir+path.Dir(v.URI)+"/"+s.URI, dir))
+				p := dir + path.Dir(v.URI) + "/" + s.URI
+				segs = append(segs, segment{sign(p, dir), p})
 			}
 		}
 	}
@@ -143,39 +151,78 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	client := &fasthttp.Client{MaxConnsPerHost: c.connections, ReadTimeout: 30 * time.Second, MaxResponseBodySize: 64 << 20,
 		DisablePathNormalizing: true}
 	rngs := make([]*rand.Rand, c.connections)
-	for i := range rngs {
-		rngs[i] = rand.New(rand.NewPCG(uint64(i), 7))
-	}
-	do := func(w int) (int, error) {
-		rng := rngs[w]
-		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-		defer fasthttp.ReleaseRequest(req)
-		defer fasthttp.ReleaseResponse(resp)
-		if secret != "" {
-			req.Header.Set("X-Origin-Secret", secret)
+	// nginx == "" loads the origin; otherwise nginx at that address, with
+	// the same sequence of requests (the same seeds) minus the auth.
+	requests := func(nginx string) load.Do {
+		for i := range rngs {
+			rngs[i] = rand.New(rand.NewPCG(uint64(i), 7))
 		}
-		if rng.Float64() < *segments {
-			req.SetRequestURI(segs[rng.IntN(len(segs))])
-		} else {
-			o := originals[rng.IntN(len(originals))]
-			first := int64(0)
-			if o.size > 1<<20 {
-				first = rng.Int64N(o.size/(1<<20)) << 20
+		return func(w int) (int, error) {
+			rng := rngs[w]
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			if secret != "" && nginx == "" {
+				req.Header.Set("X-Origin-Secret", secret)
 			}
-			req.SetRequestURI(o.url)
-			req.Header.Set("Range", "bytes="+strconv.FormatInt(first, 10)+"-"+strconv.FormatInt(first+1<<20-1, 10))
+			if rng.Float64() < *segments {
+				s := segs[rng.IntN(len(segs))]
+				req.SetRequestURI(pick(nginx, s.url, s.path))
+			} else {
+				o := originals[rng.IntN(len(originals))]
+				first := int64(0)
+				if o.size > 1<<20 {
+					first = rng.Int64N(o.size/(1<<20)) << 20
+				}
+				req.SetRequestURI(pick(nginx, o.url, o.path))
+				req.Header.Set("Range", "bytes="+strconv.FormatInt(first, 10)+"-"+strconv.FormatInt(first+1<<20-1, 10))
+			}
+			if err := client.Do(req, resp); err != nil {
+				return 0, err
+			}
+			return resp.StatusCode(), nil
 		}
-		if err := client.Do(req, resp); err != nil {
-			return 0, err
-		}
-		return resp.StatusCode(), nil
 	}
-	res := load.Run(ctx, c.config(), do, progress(stderr, "origin"))
+	runs := map[string]*load.Result{"origin": load.Run(ctx, c.config(), requests(""), progress(stderr, "origin"))}
 	fmt.Fprintln(stderr)
-	r := toReport("origin", res)
-	printTable(stdout, []report{r})
-	if err := htmlReport(c.htmlOut, "bench origin", map[string]*load.Result{"origin": res}, []report{r}); err != nil {
+	reports := []report{toReport("origin", runs["origin"])}
+	if *nginxRoot != "" {
+		bin, err := staticnginx.Find()
+		if err != nil {
+			return err
+		}
+		dir, err := os.MkdirTemp("", "bench-nginx-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		root, err := filepath.Abs(*nginxRoot)
+		if err != nil {
+			return err
+		}
+		addr, _, stop, err := staticnginx.Start(bin, dir, root)
+		if err != nil {
+			return err
+		}
+		runs["nginx"] = load.Run(ctx, c.config(), requests("http://"+addr), progress(stderr, "nginx"))
+		stop()
+		fmt.Fprintln(stderr)
+		reports = append(reports, toReport("nginx", runs["nginx"]))
+	}
+	printTable(stdout, reports)
+	if n := runs["nginx"]; n != nil && n.RPS() > 0 {
+		fmt.Fprintf(stdout, "\norigin / nginx = %.2f  (SPEC §12 target: >= 1.0)\n", runs["origin"].RPS()/n.RPS())
+	}
+	if err := htmlReport(c.htmlOut, "bench origin", runs, reports); err != nil {
 		return err
 	}
-	return writeJSON(c.jsonOut, []report{r})
+	return writeJSON(c.jsonOut, reports)
+}
+
+// pick is the origin's signed URL, or the same object's path on nginx.
+func pick(nginx, signedURL, path string) string {
+	if nginx == "" {
+		return signedURL
+	}
+	return nginx + path
 }
