@@ -157,7 +157,7 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for i := range rngs {
 			rngs[i] = rand.New(rand.NewPCG(uint64(i), 7))
 		}
-		return func(w int) (int, error) {
+		return func(_ context.Context, w int) (int, error) {
 			rng := rngs[w]
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)

@@ -38,6 +38,8 @@ func playCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	signer := fs.String("signer", "http://127.0.0.1:8081", "the signer")
 	originMetrics := fs.String("origin-metrics", "http://127.0.0.1:8082/metrics", "the origin's /metrics, to count its requests")
 	segments := fs.Int("segments", 0, "segments per play (0: all)")
+	pace := fs.Bool("pace", false, "fetch segments at playback pace, keeping -buffer ahead of the playhead, as a player does (default: as fast as possible)")
+	buffer := fs.Duration("buffer", 30*time.Second, "with -pace, how far ahead of the playhead the player fetches (hls.js's maxBufferLength)")
 	zipfS := fs.Float64("zipf-s", 1.1, "zipf exponent of track popularity")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -78,7 +80,7 @@ func playCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return resp.StatusCode(), append([]byte(nil), resp.Body()...), nil
 	}
-	play := func(w int) (int, error) {
+	play := func(ctx context.Context, w int) (int, error) {
 		start := time.Now()
 		status, loc, err := fetch(*signer + "/v1/tracks/" + ids[zipfs[w].Rank()] + "/hls")
 		if err != nil || status != fasthttp.StatusFound {
@@ -105,20 +107,42 @@ func playCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return 0, err
 		}
-		uris := media.URIs()
-		if *segments > 0 {
-			uris = uris[:min(len(uris), *segments+1)] // the init segment and N more
-		}
-		for i, u := range uris {
-			status, _, err = fetch(mediaURL.ResolveReference(&url.URL{Path: u}).String())
+		if media.MapURI != "" {
+			status, _, err = fetch(mediaURL.ResolveReference(&url.URL{Path: media.MapURI}).String())
 			if err != nil || status != 200 {
 				return status, err
 			}
-			if i == 1 || len(uris) == 1 { // the first media segment has arrived: playback can start
+		}
+		segs := media.Segments
+		if *segments > 0 {
+			segs = segs[:min(len(segs), *segments)]
+		}
+		var playing time.Time // when the first media segment arrived
+		var playhead time.Duration
+		for i, s := range segs {
+			if *pace && i > 0 {
+				// Segment i is wanted once the playhead is within the
+				// buffer of where it starts.
+				wait := time.Until(playing.Add(playhead - *buffer))
+				if wait > 0 {
+					select {
+					case <-time.After(wait):
+					case <-ctx.Done():
+						return 0, ctx.Err()
+					}
+				}
+			}
+			status, _, err = fetch(mediaURL.ResolveReference(&url.URL{Path: s.URI}).String())
+			if err != nil || status != 200 {
+				return status, err
+			}
+			if i == 0 { // playback can start
+				playing = time.Now()
 				mu.Lock()
-				ttfb.Record(time.Since(start))
+				ttfb.Record(playing.Sub(start))
 				mu.Unlock()
 			}
+			playhead += time.Duration(s.Duration * float64(time.Second))
 		}
 		return 200, nil
 	}

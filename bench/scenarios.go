@@ -25,7 +25,7 @@ import (
 func getter(base string, connections int, pick func(worker int) string) load.Do {
 	client := &fasthttp.Client{MaxConnsPerHost: connections, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 		DisablePathNormalizing: true}
-	return func(worker int) (int, error) {
+	return func(_ context.Context, worker int) (int, error) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)

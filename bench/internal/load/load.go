@@ -20,9 +20,11 @@ import (
 	"github.com/playgate/playgate/bench/internal/hist"
 )
 
-// Do sends one request for a worker and returns its status (0 with err
-// for a transport failure).
-type Do func(worker int) (status int, err error)
+// Do sends one request (or one session) for a worker and returns its
+// status (0 with err for a transport failure). ctx ends with the run: a Do
+// that waits (a paced player) returns early when it is done, and what it
+// returns then is not a result.
+type Do func(ctx context.Context, worker int) (status int, err error)
 
 // Config is one run.
 type Config struct {
@@ -98,8 +100,8 @@ func Run(ctx context.Context, cfg Config, do Do, progress func(Point)) *Result {
 	defer cancel()
 	var wg sync.WaitGroup
 	observe := func(w *worker, i int, intended time.Time) {
-		status, err := do(i)
-		if measuring.Load() {
+		status, err := do(ctx, i)
+		if measuring.Load() && ctx.Err() == nil {
 			w.record(time.Since(intended), status, err)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 
 func TestClosedLoop(t *testing.T) {
 	var calls atomic.Int64
-	do := func(int) (int, error) {
+	do := func(context.Context, int) (int, error) {
 		n := calls.Add(1)
 		time.Sleep(200 * time.Microsecond)
 		if n%10 == 0 {
@@ -43,7 +43,7 @@ func TestClosedLoop(t *testing.T) {
 // when they were due (no coordinated omission).
 func TestOpenModelSeesStalls(t *testing.T) {
 	var began atomic.Int64
-	do := func(int) (int, error) {
+	do := func(context.Context, int) (int, error) {
 		now := time.Now().UnixNano()
 		began.CompareAndSwap(0, now)
 		if time.Duration(now-began.Load()) < 400*time.Millisecond {
@@ -55,4 +55,24 @@ func TestOpenModelSeesStalls(t *testing.T) {
 	assert.Greater(t, res.Latency.Quantile(0.99), 250*time.Millisecond,
 		"requests queued behind the stall count from their intended start; a closed loop would report ~100 ms")
 	assert.Greater(t, res.Latency.Count(), uint64(100))
+}
+
+// A session still waiting when the run ends (a paced player mid-track) is
+// cut off, and its early return is neither an answer nor an error.
+func TestSessionsCutByTheEndAreNotResults(t *testing.T) {
+	var cut atomic.Int64
+	do := func(ctx context.Context, w int) (int, error) {
+		if w == 0 {
+			time.Sleep(time.Millisecond)
+			return 200, nil
+		}
+		<-ctx.Done()
+		cut.Add(1)
+		return 0, ctx.Err()
+	}
+	res := Run(context.Background(), Config{Workers: 3, Duration: 300 * time.Millisecond}, do, nil)
+	assert.Equal(t, int64(2), cut.Load(), "both waiting workers saw the end")
+	assert.Zero(t, res.Errors)
+	assert.Equal(t, res.Requests, res.ByStatus[200], "only the finished requests count")
+	assert.Positive(t, res.Requests)
 }
