@@ -21,15 +21,27 @@ import (
 	"github.com/playgate/playgate/bench/internal/popularity"
 )
 
-// getter sends GETs to a fixed set of URIs and returns the status.
-func getter(base string, connections int, pick func(worker int) string) load.Do {
+// getter sends GETs to a fixed set of URIs and returns the status. With
+// followRange set, a 302 is followed as a player would, with that Range
+// (the first bytes of the track), and the status is the final answer's.
+func getter(base string, connections int, pick func(worker int) string, followRange string) load.Do {
 	client := &fasthttp.Client{MaxConnsPerHost: connections, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
-		DisablePathNormalizing: true}
+		DisablePathNormalizing: true, MaxResponseBodySize: 64 << 20}
 	return func(_ context.Context, worker int) (int, error) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
 		req.SetRequestURI(base + pick(worker))
+		if err := client.Do(req, resp); err != nil {
+			return 0, err
+		}
+		if followRange == "" || resp.StatusCode() != fasthttp.StatusFound {
+			return resp.StatusCode(), nil
+		}
+		req.Reset()
+		req.SetRequestURIBytes(resp.Header.Peek(fasthttp.HeaderLocation))
+		req.Header.Set(fasthttp.HeaderRange, followRange)
+		resp.Reset()
 		if err := client.Do(req, resp); err != nil {
 			return 0, err
 		}
@@ -46,7 +58,7 @@ func measureLimit(ctx context.Context, c common, stderr io.Writer) (report, *loa
 	base := "http://" + addr
 	res := load.Run(ctx, c.config(), getter(base, c.connections, func(int) string {
 		return "/v1/tracks/0190a0b4-0000-7000-8000-000000000001/stream"
-	}), progress(stderr, "bare302"))
+	}, ""), progress(stderr, "bare302"))
 	fmt.Fprintln(stderr)
 	return toReport("bare302", res), res, nil
 }
@@ -85,6 +97,7 @@ func signerCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	zipfS := fs.Float64("zipf-s", 1.1, "zipf exponent of track popularity (> 1)")
 	shareFrac := fs.Float64("share", 0.1, "fraction of requests for shared private tracks")
 	unknownFrac := fs.Float64("unknown", 0.05, "fraction of requests for unknown ids (404s)")
+	follow := fs.String("follow", "", `follow each 302 with this Range, as a player does ("bytes=0-65535"); the figure then includes the CDN or origin`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -129,7 +142,7 @@ func signerCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return "/v1/tracks/" + s.Public[z.Rank()] + "/stream"
 		}
 	}
-	res := load.Run(ctx, c.config(), getter(*signer, c.connections, func(w int) string { return pickers[w]() }),
+	res := load.Run(ctx, c.config(), getter(*signer, c.connections, func(w int) string { return pickers[w]() }, *follow),
 		progress(stderr, "signer"))
 	fmt.Fprintln(stderr)
 	signerReport := toReport("signer", res)
@@ -142,8 +155,17 @@ func signerCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := htmlReport(c.htmlOut, "bench signer", map[string]*load.Result{"bare302": limitRes, "signer": res}, reports); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nsigner / bare302 = %.2f  (SPEC §12 target: >= 0.80)\n", signerReport.RPS/limit.RPS)
-	return writeJSON(c.jsonOut, map[string]any{"reports": reports, "ratio_to_bare302": signerReport.RPS / limit.RPS})
+	if *follow != "" {
+		// The ceiling answers the 302 only: no ratio against it.
+		fmt.Fprintf(stdout, "\nsigner followed to the CDN or origin (-follow): no ratio to bare302\n")
+	} else {
+		fmt.Fprintf(stdout, "\nsigner / bare302 = %.2f  (SPEC §12 target: >= 0.80)\n", signerReport.RPS/limit.RPS)
+	}
+	out := map[string]any{"reports": reports}
+	if *follow == "" {
+		out["ratio_to_bare302"] = signerReport.RPS / limit.RPS
+	}
+	return writeJSON(c.jsonOut, out)
 }
 
 type seed struct {
