@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -76,30 +75,10 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	// The objects: originals with their sizes, and every segment of the
-	// public catalogue (all its pages).
-	type item struct {
-		ObjectKey *string `json:"object_key"`
-		SizeBytes *int64  `json:"size_bytes"`
-		HLSPrefix *string `json:"hls_prefix"`
-	}
-	var items []item
-	for cursor := ""; ; {
-		b, err := get(*api + "/v1/tracks?limit=200&cursor=" + cursor)
-		if err != nil {
-			return err
-		}
-		var page struct {
-			Items      []item  `json:"items"`
-			NextCursor *string `json:"next_cursor"`
-		}
-		if err := json.Unmarshal(b, &page); err != nil {
-			return err
-		}
-		items = append(items, page.Items...)
-		if page.NextCursor == nil {
-			break
-		}
-		cursor = *page.NextCursor
+	// public catalogue.
+	items, err := publicTracks(ctx, *api)
+	if err != nil {
+		return err
 	}
 	// Each object is kept both as the origin's signed URL and as its bare
 	// path, which the nginx ceiling serves from the same directory.

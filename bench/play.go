@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -178,35 +177,17 @@ func playCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // readyTracks lists public tracks with an HLS package.
 func readyTracks(ctx context.Context, api string) ([]string, error) {
-	var ids []string
-	for cursor := ""; ; {
-		req, _ := http.NewRequestWithContext(ctx, "GET", api+"/v1/tracks?limit=200&cursor="+cursor, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		var page struct {
-			Items []struct {
-				ID        string `json:"id"`
-				HLSStatus string `json:"hls_status"`
-			} `json:"items"`
-			NextCursor *string `json:"next_cursor"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&page)
-		resp.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		for _, t := range page.Items {
-			if t.HLSStatus == "ready" {
-				ids = append(ids, t.ID)
-			}
-		}
-		if page.NextCursor == nil {
-			return ids, nil
-		}
-		cursor = *page.NextCursor
+	tracks, err := publicTracks(ctx, api)
+	if err != nil {
+		return nil, err
 	}
+	var ids []string
+	for _, t := range tracks {
+		if t.HLSStatus == "ready" {
+			ids = append(ids, t.ID)
+		}
+	}
+	return ids, nil
 }
 
 // originRequests sums playgate_origin_requests_total from /metrics.
