@@ -2,7 +2,8 @@
 // own engine (bench/internal/load): closed loop or constant rate, warm-up,
 // HDR-style latency percentiles, live progress, a final table, JSON.
 //
-//	bench limit  [flags]    the tool's own ceiling: a bare fasthttp server answering a constant 302
+//	bench limit  [flags]    the ceilings: a bare fasthttp server answering a constant 302, and
+//	                        nginx serving origin-like files with the origin's request mix
 //	bench signer [flags]    the signer, with zipf popularity over seeded tracks, a mix of public,
 //	                        shared-private and unknown ids; reported as a ratio to `limit`
 //	bench origin [flags]    the origin like CDN pulls: 1 MiB ranges of originals and HLS segments

@@ -18,6 +18,7 @@ import (
 
 	"github.com/playgate/playgate/api/hls/m3u8"
 	"github.com/playgate/playgate/bench/internal/load"
+	"github.com/playgate/playgate/bench/internal/objectset"
 	"github.com/playgate/playgate/bench/internal/staticnginx"
 	"github.com/playgate/playgate/signer/token"
 )
@@ -82,16 +83,16 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	// Each object is kept both as the origin's signed URL and as its bare
 	// path, which the nginx ceiling serves from the same directory.
-	type original struct {
-		url, path string
-		size      int64
+	var atOrigin, paths objectRequests
+	atOrigin.segmentShare, paths.segmentShare = *segments, *segments
+	if secret != "" {
+		atOrigin.header = func(r *fasthttp.Request) { r.Header.Set("X-Origin-Secret", secret) }
 	}
-	type segment struct{ url, path string }
-	var originals []original
-	var segs []segment
 	for _, t := range items {
 		if t.ObjectKey != nil && *t.SizeBytes > 0 {
-			originals = append(originals, original{sign("/"+*t.ObjectKey, ""), "/" + *t.ObjectKey, *t.SizeBytes})
+			p := "/" + *t.ObjectKey
+			atOrigin.originals = append(atOrigin.originals, sizedURL{sign(p, ""), *t.SizeBytes})
+			paths.originals = append(paths.originals, sizedURL{p, *t.SizeBytes})
 		}
 		if t.HLSPrefix == nil {
 			continue
@@ -116,74 +117,30 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 			for _, s := range media.Segments {
 				p := dir + path.Dir(v.URI) + "/" + s.URI
-				segs = append(segs, segment{sign(p, dir), p})
+				atOrigin.segments = append(atOrigin.segments, sign(p, dir))
+				paths.segments = append(paths.segments, p)
 			}
 		}
 	}
-	if len(originals) == 0 || len(segs) == 0 {
+	if len(paths.originals) == 0 || len(paths.segments) == 0 {
 		return errors.New("no originals or segments found: upload tracks and let them package first")
 	}
-	fmt.Fprintf(stderr, "%d originals, %d segments\n", len(originals), len(segs))
+	fmt.Fprintf(stderr, "%d originals, %d segments\n", len(paths.originals), len(paths.segments))
 
-	// Path-form tokens carry %2F in the path: the client must send the
-	// path as signed, not "normalised".
-	client := &fasthttp.Client{MaxConnsPerHost: c.connections, ReadTimeout: 30 * time.Second, MaxResponseBodySize: 64 << 20,
-		DisablePathNormalizing: true}
-	rngs := make([]*rand.Rand, c.connections)
-	// nginx == "" loads the origin; otherwise nginx at that address, with
-	// the same sequence of requests (the same seeds) minus the auth.
-	requests := func(nginx string) load.Do {
-		for i := range rngs {
-			rngs[i] = rand.New(rand.NewPCG(uint64(i), 7))
-		}
-		return func(_ context.Context, w int) (int, error) {
-			rng := rngs[w]
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			if secret != "" && nginx == "" {
-				req.Header.Set("X-Origin-Secret", secret)
-			}
-			if rng.Float64() < *segments {
-				s := segs[rng.IntN(len(segs))]
-				req.SetRequestURI(pick(nginx, s.url, s.path))
-			} else {
-				o := originals[rng.IntN(len(originals))]
-				first := int64(0)
-				if o.size > 1<<20 {
-					first = rng.Int64N(o.size/(1<<20)) << 20
-				}
-				req.SetRequestURI(pick(nginx, o.url, o.path))
-				req.Header.Set("Range", "bytes="+strconv.FormatInt(first, 10)+"-"+strconv.FormatInt(first+1<<20-1, 10))
-			}
-			if err := client.Do(req, resp); err != nil {
-				return 0, err
-			}
-			return resp.StatusCode(), nil
-		}
-	}
-	runs := map[string]*load.Result{"origin": load.Run(ctx, c.config(), requests(""), progress(stderr, "origin"))}
+	client := objectClient(c.connections)
+	runs := map[string]*load.Result{"origin": load.Run(ctx, c.config(), atOrigin.do(client, c.connections), progress(stderr, "origin"))}
 	fmt.Fprintln(stderr)
 	reports := []report{toReport("origin", runs["origin"])}
 	if *nginxRoot != "" {
-		bin, err := staticnginx.Find()
-		if err != nil {
-			return err
-		}
-		dir, err := os.MkdirTemp("", "bench-nginx-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
 		root, err := filepath.Abs(*nginxRoot)
 		if err != nil {
 			return err
 		}
-		addr, _, stop, err := staticnginx.Start(bin, dir, root)
+		addr, stop, err := startNginx(root)
 		if err != nil {
 			return err
 		}
-		runs["nginx"] = load.Run(ctx, c.config(), requests("http://"+addr), progress(stderr, "nginx"))
+		runs["nginx"] = load.Run(ctx, c.config(), paths.at("http://"+addr).do(client, c.connections), progress(stderr, "nginx"))
 		stop()
 		fmt.Fprintln(stderr)
 		reports = append(reports, toReport("nginx", runs["nginx"]))
@@ -198,10 +155,115 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return writeJSON(c.jsonOut, reports)
 }
 
-// pick is the origin's signed URL, or the same object's path on nginx.
-func pick(nginx, signedURL, path string) string {
-	if nginx == "" {
-		return signedURL
+// startNginx serves root with nginx, the origin's ceiling.
+func startNginx(root string) (string, func(), error) {
+	bin, err := staticnginx.Find()
+	if err != nil {
+		return "", nil, err
 	}
-	return nginx + path
+	dir, err := os.MkdirTemp("", "bench-nginx-")
+	if err != nil {
+		return "", nil, err
+	}
+	addr, _, stop, err := staticnginx.Start(bin, dir, root, 0)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return addr, func() { stop(); os.RemoveAll(dir) }, nil
+}
+
+// measureNginx measures nginx serving objects laid out as the origin
+// stores them (bench/internal/objectset): the origin's ceiling without
+// a running stack.
+func measureNginx(ctx context.Context, c common, segmentShare float64, stderr io.Writer) (report, *load.Result, error) {
+	dir, err := os.MkdirTemp("", "bench-objects-")
+	if err != nil {
+		return report{}, nil, err
+	}
+	defer os.RemoveAll(dir)
+	// nginx's workers run as nobody: the tree must be readable by all.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return report{}, nil, err
+	}
+	set, err := objectset.Write(dir)
+	if err != nil {
+		return report{}, nil, err
+	}
+	addr, stop, err := startNginx(dir)
+	if err != nil {
+		return report{}, nil, err
+	}
+	defer stop()
+	paths := objectRequests{segments: set.Segments, originals: []sizedURL{{set.Original, objectset.OriginalSize}}, segmentShare: segmentShare}
+	res := load.Run(ctx, c.config(), paths.at("http://"+addr).do(objectClient(c.connections), c.connections), progress(stderr, "nginx"))
+	fmt.Fprintln(stderr)
+	return toReport("nginx", res), res, nil
+}
+
+// objectRequests is the origin's load as CDNs pull: whole HLS segments
+// and 1 MiB ranges of originals at 1 MiB boundaries.
+type objectRequests struct {
+	segments     []string
+	originals    []sizedURL
+	segmentShare float64                 // of requests
+	header       func(*fasthttp.Request) // adds the origin's secret; may be nil
+}
+
+type sizedURL struct {
+	url  string
+	size int64
+}
+
+// at is the same objects as paths on base.
+func (o objectRequests) at(base string) objectRequests {
+	out := objectRequests{segmentShare: o.segmentShare, header: o.header}
+	for _, s := range o.segments {
+		out.segments = append(out.segments, base+s)
+	}
+	for _, s := range o.originals {
+		out.originals = append(out.originals, sizedURL{base + s.url, s.size})
+	}
+	return out
+}
+
+// objectClient sends the paths as given: path-form tokens carry %2F,
+// which a "normalising" client would decode.
+func objectClient(connections int) *fasthttp.Client {
+	return &fasthttp.Client{MaxConnsPerHost: connections, ReadTimeout: 30 * time.Second, MaxResponseBodySize: 64 << 20,
+		DisablePathNormalizing: true}
+}
+
+// do is the load for workers workers. Each worker draws from its own
+// generator with a fixed seed, so two targets get the same requests in
+// the same order.
+func (o objectRequests) do(client *fasthttp.Client, workers int) load.Do {
+	rngs := make([]*rand.Rand, workers)
+	for i := range rngs {
+		rngs[i] = rand.New(rand.NewPCG(uint64(i), 7))
+	}
+	return func(_ context.Context, w int) (int, error) {
+		rng := rngs[w]
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		if o.header != nil {
+			o.header(req)
+		}
+		if rng.Float64() < o.segmentShare {
+			req.SetRequestURI(o.segments[rng.IntN(len(o.segments))])
+		} else {
+			orig := o.originals[rng.IntN(len(o.originals))]
+			first := int64(0)
+			if orig.size > 1<<20 {
+				first = rng.Int64N(orig.size/(1<<20)) << 20
+			}
+			req.SetRequestURI(orig.url)
+			req.Header.Set("Range", "bytes="+strconv.FormatInt(first, 10)+"-"+strconv.FormatInt(first+1<<20-1, 10))
+		}
+		if err := client.Do(req, resp); err != nil {
+			return 0, err
+		}
+		return resp.StatusCode(), nil
+	}
 }

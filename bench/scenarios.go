@@ -63,10 +63,17 @@ func measureLimit(ctx context.Context, c common, stderr io.Writer) (report, *loa
 	return toReport("bare302", res), res, nil
 }
 
+// limitCmd measures the ceilings every other figure is read against
+// (SPEC §12), with the same engine and settings: a bare fasthttp server
+// answering a constant 302 (the signer's), and nginx serving files laid
+// out as the origin stores them, with the origin scenario's request mix
+// (the origin's).
 func limitCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c common
 	fs := flag.NewFlagSet("bench limit", flag.ContinueOnError)
 	c.register(fs)
+	withNginx := fs.Bool("nginx", true, "also measure nginx serving origin-like files")
+	segments := fs.Float64("segments", 0.5, "fraction of nginx requests for HLS segments (the rest are 1 MiB ranges)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -74,11 +81,19 @@ func limitCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	printTable(stdout, []report{r})
-	if err := htmlReport(c.htmlOut, "bench limit", map[string]*load.Result{"bare302": res}, []report{r}); err != nil {
+	reports, runs := []report{r}, map[string]*load.Result{"bare302": res}
+	if *withNginx {
+		r, res, err := measureNginx(ctx, c, *segments, stderr)
+		if err != nil {
+			return err
+		}
+		reports, runs["nginx"] = append(reports, r), res
+	}
+	printTable(stdout, reports)
+	if err := htmlReport(c.htmlOut, "bench limit", runs, reports); err != nil {
 		return err
 	}
-	return writeJSON(c.jsonOut, []report{r})
+	return writeJSON(c.jsonOut, reports)
 }
 
 // signerCmd seeds tracks through the api (or reuses a seed), loads the

@@ -12,15 +12,13 @@
 package main
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -30,12 +28,11 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/playgate/playgate/bench/internal/loadcmp"
+	"github.com/playgate/playgate/bench/internal/objectset"
 	"github.com/playgate/playgate/bench/internal/staticnginx"
 	"github.com/playgate/playgate/origin/serve"
 	"github.com/playgate/playgate/origin/storage"
 )
-
-const trackID = "0190a0b4-0000-7000-8000-000000000001"
 
 func main() {
 	if err := run(); err != nil {
@@ -49,6 +46,7 @@ func run() error {
 	duration := flag.Duration("duration", 8*time.Second, "length of one wrk run")
 	conns := flag.Int("connections", 64, "concurrent connections")
 	threads := flag.Int("threads", 2, "wrk threads")
+	procs := flag.Int("procs", 0, "cores each server may use at once: nginx's worker processes and the origin's GOMAXPROCS (0: every core)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the origin's runs to this file")
 	flag.Parse()
 	if err := loadcmp.Check(); err != nil {
@@ -69,7 +67,7 @@ func run() error {
 		return err
 	}
 	root := filepath.Join(dir, "objects")
-	segments, original, err := writeObjects(root)
+	objects, err := objectset.Write(root)
 	if err != nil {
 		return err
 	}
@@ -88,7 +86,10 @@ func run() error {
 		return err
 	}
 	defer stopOrigin()
-	nginxAddr, nginxPID, stopNginx, err := staticnginx.Start(nginx, dir, root)
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs) // the origin runs in this process
+	}
+	nginxAddr, nginxPID, stopNginx, err := staticnginx.Start(nginx, dir, root, *procs)
 	if err != nil {
 		return err
 	}
@@ -100,33 +101,35 @@ func run() error {
 		"origin": func() []int { return []int{os.Getpid()} },
 	}
 
-	segScript, err := loadcmp.Script(segmentsLua(segments))
+	segScript, err := loadcmp.Script(segmentsLua(objects.Segments))
 	if err != nil {
 		return err
 	}
 	defer os.Remove(segScript)
-	rangeScript, err := loadcmp.Script(rangesLua(original))
+	rangeScript, err := loadcmp.Script(rangesLua(objects.Original))
 	if err != nil {
 		return err
 	}
 	defer os.Remove(rangeScript)
 
-	for _, w := range []struct{ name, script string }{{"segments (~100 KB)", segScript}, {"1 MiB ranges of 10 MiB", rangeScript}} {
+	for wi, w := range []struct{ name, script string }{{"segments (~100 KB)", segScript}, {"1 MiB ranges of 10 MiB", rangeScript}} {
 		results := map[string][]loadcmp.Result{}
 		cpuPerReq := map[string][]float64{}
 		load := loadcmp.Options{Threads: *threads, Connections: *conns, Duration: *duration, Script: w.script}
 		for r := 0; r < *rounds; r++ {
 			for _, target := range []struct{ name, addr string }{{"nginx", nginxAddr}, {"origin", originAddr}} {
 				if target.name == "origin" && *cpuProfile != "" {
-					f, err := os.Create(fmt.Sprintf("%s.%d", *cpuProfile, r))
+					f, err := os.Create(fmt.Sprintf("%s.%d.%d", *cpuProfile, wi, r))
 					if err != nil {
 						return err
 					}
 					_ = pprof.StartCPUProfile(f)
 				}
 				cpuBefore := cpuSeconds(pids[target.name]())
+				softBefore := softirqSeconds()
 				res, err := loadcmp.Run("http://"+target.addr, load)
 				cpu := cpuSeconds(pids[target.name]()) - cpuBefore
+				soft := softirqSeconds() - softBefore
 				if target.name == "origin" && *cpuProfile != "" {
 					pprof.StopCPUProfile()
 				}
@@ -136,9 +139,11 @@ func run() error {
 				if res.Non2xx3x > 0 {
 					return fmt.Errorf("%s answered %d errors", target.name, res.Non2xx3x)
 				}
-				perReq := cpu / (res.RPS * load.Duration.Seconds()) * 1e6
-				fmt.Printf("%-24s round %d %-7s %9.0f req/s %10s/s  p50 %-8s p99 %-8s server CPU %5.1f µs/req\n",
-					w.name, r+1, target.name, res.RPS, res.Transfer, res.P50, res.P99, perReq)
+				reqs := res.RPS * load.Duration.Seconds()
+				perReq := cpu / reqs * 1e6
+				fmt.Printf("%-24s round %d %-7s %9.0f req/s %10s/s  p50 %-8s p99 %-8s CPU µs/req: server %5.1f wrk %5.1f softirq %5.1f\n",
+					w.name, r+1, target.name, res.RPS, res.Transfer, res.P50, res.P99, perReq,
+					res.ClientCPU.Seconds()/reqs*1e6, soft/reqs*1e6)
 				results[target.name] = append(results[target.name], res)
 				cpuPerReq[target.name] = append(cpuPerReq[target.name], perReq)
 			}
@@ -150,35 +155,6 @@ func run() error {
 		fmt.Printf("  ratio  %9.2f  (target >= 1.00)\n\n", o.RPS/n.RPS)
 	}
 	return nil
-}
-
-// writeObjects lays out 50 content-addressed segments and a 10 MiB
-// original, world-readable, and returns their URL paths.
-func writeObjects(root string) ([]string, string, error) {
-	var segments []string
-	for i := 0; i < 50; i++ {
-		data := make([]byte, 90_000+i*400)
-		_, _ = rand.Read(data)
-		sum := sha256.Sum256(data)
-		key := fmt.Sprintf("hls/%s/p1/128k/%s.m4s", trackID, hex.EncodeToString(sum[:16]))
-		if err := writeFile(root, key, data); err != nil {
-			return nil, "", err
-		}
-		segments = append(segments, "/"+key)
-	}
-	data := make([]byte, 10<<20)
-	_, _ = rand.Read(data)
-	sum := sha256.Sum256(data)
-	key := "tracks/" + trackID + "/" + hex.EncodeToString(sum[:]) + ".mp3"
-	return segments, "/" + key, writeFile(root, key, data)
-}
-
-func writeFile(root, key string, data []byte) error {
-	p := filepath.Join(root, filepath.FromSlash(key))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(p, data, 0o644)
 }
 
 func segmentsLua(paths []string) string {
@@ -218,6 +194,22 @@ func cpuSeconds(pids []int) float64 {
 		}
 	}
 	return float64(ticks) / 100 // USER_HZ
+}
+
+// softirqSeconds is the machine's time in software interrupts, where
+// Linux does much of loopback TCP's work, charged to no process.
+func softirqSeconds() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line) // cpu user nice system idle iowait irq softirq
+	if len(fields) < 8 {
+		return 0
+	}
+	t, _ := strconv.ParseInt(fields[7], 10, 64)
+	return float64(t) / 100
 }
 
 func childPIDs(pid int) []int {

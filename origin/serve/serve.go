@@ -333,7 +333,11 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.bytesServed[b.Name()].Add(int(length))
-		ctx.Response.SetBodyStream(&sendfileReader{lf: file}, int(length))
+		body := &sendfileReader{lf: file}
+		if length > corkAbove {
+			body.uncork = cork(ctx.Conn())
+		}
+		ctx.Response.SetBodyStream(body, int(length))
 		file = nil // fasthttp closes it after sending
 		return
 	}
@@ -472,8 +476,9 @@ func bodyStream(rc io.ReadCloser, end context.CancelFunc) io.Reader {
 }
 
 type sendfileReader struct {
-	lf  *storage.LocalFile
-	end context.CancelFunc // may be nil
+	lf     *storage.LocalFile
+	end    context.CancelFunc // may be nil
+	uncork func()             // may be nil
 }
 
 func (r *sendfileReader) Read(p []byte) (int, error) { return r.lf.Read(p) }
@@ -486,6 +491,9 @@ func (r *sendfileReader) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (r *sendfileReader) Close() error {
+	if r.uncork != nil {
+		r.uncork()
+	}
 	if r.end != nil {
 		r.end()
 	}

@@ -43,6 +43,10 @@ type Result struct {
 	P50, P99 string
 	Non2xx3x int
 	Transfer string // per second
+	// ClientCPU is the CPU time wrk itself used: on a shared machine the
+	// load generator's cost per request is part of what a server's
+	// answers cost.
+	ClientCPU time.Duration
 }
 
 var (
@@ -59,7 +63,8 @@ func Run(url string, o Options) (Result, error) {
 	if o.Script != "" {
 		args = append(args, "-s", o.Script)
 	}
-	out, err := exec.Command("wrk", append(args, url)...).CombinedOutput()
+	cmd := exec.Command("wrk", append(args, url)...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return Result{}, fmt.Errorf("wrk: %w: %s", err, out)
 	}
@@ -68,6 +73,7 @@ func Run(url string, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("wrk printed no rate: %s", out)
 	}
 	var r Result
+	r.ClientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	r.RPS, _ = strconv.ParseFloat(string(m[1]), 64)
 	if m := p50Re.FindSubmatch(out); m != nil {
 		r.P50 = string(m[1])

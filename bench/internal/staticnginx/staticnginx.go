@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -28,15 +29,20 @@ func Find() (string, error) {
 }
 
 // Start runs nginx in the foreground with a configuration of its own
-// serving root, and returns its address.
-func Start(bin, dir, root string) (string, int, func(), error) {
+// serving root, and returns its address. workers is its number of worker
+// processes (0: one per core).
+func Start(bin, dir, root string, workers int) (string, int, func(), error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", 0, nil, err
 	}
 	addr := l.Addr().String()
 	l.Close()
-	conf := fmt.Sprintf(`worker_processes auto;
+	workerProcesses := "auto"
+	if workers > 0 {
+		workerProcesses = strconv.Itoa(workers)
+	}
+	conf := fmt.Sprintf(`worker_processes %[4]s;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 events { worker_connections 4096; }
@@ -59,7 +65,7 @@ http {
     location / { add_header Cache-Control "public, max-age=31536000, immutable"; }
   }
 }
-`, dir, addr, root)
+`, dir, addr, root, workerProcesses)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return "", 0, nil, err
