@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/fasthttp/router"
@@ -100,8 +101,20 @@ const maxMasters = 50_000
 // nothing: the request handed to the Signer interface would otherwise
 // escape to the heap.
 type scratch struct {
-	buf []byte
-	req token.Request
+	buf  []byte
+	path []byte // the object's path, which req.Path points into
+	req  token.Request
+}
+
+// setPath makes p the path being signed, held in sc.path. The string
+// req.Path then shares sc.path's bytes: valid until sc goes back to the
+// pool, which is after the request is answered.
+func (sc *scratch) setPath(p []byte) string {
+	sc.path = p
+	if len(p) == 0 {
+		return ""
+	}
+	return unsafe.String(&p[0], len(p))
 }
 
 // Deps are the server's collaborators.
@@ -356,7 +369,7 @@ func parseID(b []byte) (uuid.UUID, error) {
 
 // hasAudio answers 409 not-ready for a track without stored audio.
 func hasAudio(ctx *fasthttp.RequestCtx, t *trackcache.Track) bool {
-	if t.ObjectPath == "" {
+	if !t.HasAudio() {
 		problem.Write(ctx, fasthttp.StatusConflict, problem.NotReady, "the track has no audio yet")
 		return false
 	}
@@ -366,7 +379,7 @@ func hasAudio(ctx *fasthttp.RequestCtx, t *trackcache.Track) bool {
 // hasHLS answers 404 not-ready (SPEC §4.1) for a track without a ready
 // package, or when this signer cannot serve playlists.
 func hasHLS(ctx *fasthttp.RequestCtx, t *trackcache.Track, servable bool) bool {
-	if t.HLSDir == "" || !servable {
+	if !t.HasHLS() || !servable {
 		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotReady, "the track has no HLS package ready")
 		return false
 	}
@@ -394,7 +407,7 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx) {
 	}
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
-	sc.req = token.Request{Path: t.ObjectPath}
+	sc.req = token.Request{Path: sc.setPath(t.AppendObjectPath(sc.path[:0]))}
 	s.redirect(ctx, sc, t.Backend)
 }
 
@@ -423,7 +436,10 @@ func (s *Server) hls(ctx *fasthttp.RequestCtx) {
 	}
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
-	sc.req = token.Request{Path: t.HLSMaster, TokenPath: t.HLSDir, PathForm: true}
+	p := t.AppendHLSDir(sc.path[:0])
+	dir := len(p)
+	master := sc.setPath(append(p, "master.m3u8"...))
+	sc.req = token.Request{Path: master, TokenPath: master[:dir], PathForm: true}
 	// No fallback for HLS: a presigned URL opens one object, and a
 	// package is many.
 	s.redirect(ctx, sc, "")
@@ -448,14 +464,15 @@ func (s *Server) master(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	now := s.now()
-	r := token.Request{TokenPath: t.HLSDir, PathForm: true, Expires: token.ExpiryBucket(now, s.cfg.TokenTTL, s.cfg.TokenBucket)}
+	dir := t.HLSDir()
+	r := token.Request{TokenPath: dir, PathForm: true, Expires: token.ExpiryBucket(now, s.cfg.TokenTTL, s.cfg.TokenBucket)}
 	if s.cfg.BindIP {
 		r.IP = s.clientIP(ctx)
 	}
 	out := *m
 	out.Variants = make([]m3u8.Variant, len(m.Variants))
 	for i, v := range m.Variants {
-		r.Path = t.HLSDir + v.URI
+		r.Path = dir + v.URI
 		u, err := s.signer.AppendURL(nil, &r)
 		if err != nil {
 			s.signErrors.Inc()
@@ -509,7 +526,8 @@ func (s *Server) hlsPlaylist(ctx *fasthttp.RequestCtx) {
 		rendition := string(playlist[:bytes.IndexByte(playlist, '/')])
 		// Within one expiry bucket every unbound caller gets the same
 		// signed playlist: sign it once (CloudFront signs with RSA).
-		cacheKey := t.HLSDir + rendition + "|" + strconv.FormatInt(expires, 10)
+		dir := t.HLSDir()
+		cacheKey := dir + rendition + "|" + strconv.FormatInt(expires, 10)
 		if cached, ok := s.rewritten.Load(cacheKey); ok && !s.cfg.BindIP {
 			s.writePlaylist(ctx, cached.([]byte), expires, now)
 			return
@@ -522,14 +540,14 @@ func (s *Server) hlsPlaylist(ctx *fasthttp.RequestCtx) {
 		}
 		r := token.Request{Expires: expires}
 		if s.cfg.Capabilities.DirectoryPolicy {
-			r.TokenPath = t.HLSDir // one policy for the whole package (CloudFront)
+			r.TokenPath = dir // one policy for the whole package (CloudFront)
 		}
 		if s.cfg.BindIP {
 			r.IP = s.clientIP(ctx)
 		}
 		out := *m
 		sign := func(uri string) (string, error) {
-			r.Path = t.HLSDir + rendition + "/" + uri
+			r.Path = dir + rendition + "/" + uri
 			u, err := s.signer.AppendURL(nil, &r)
 			return string(u), err
 		}
@@ -569,7 +587,7 @@ func (s *Server) writePlaylist(ctx *fasthttp.RequestCtx, body []byte, expires in
 
 // loadMedia reads and parses a rendition's media playlist once.
 func (s *Server) loadMedia(t *trackcache.Track, rendition string) (*m3u8.Media, error) {
-	key := strings.TrimPrefix(t.HLSDir, "/") + rendition + "/index.m3u8"
+	key := strings.TrimPrefix(t.HLSDir(), "/") + rendition + "/index.m3u8"
 	if m, ok := s.media.Load(key); ok {
 		return m.(*m3u8.Media), nil
 	}
@@ -598,12 +616,13 @@ func (s *Server) loadMedia(t *trackcache.Track, rendition string) (*m3u8.Media, 
 
 // loadMaster reads and parses a package's master playlist once.
 func (s *Server) loadMaster(t *trackcache.Track) (*m3u8.Master, error) {
-	if m, ok := s.masters.Load(t.HLSDir); ok {
+	dir := t.HLSDir()
+	if m, ok := s.masters.Load(dir); ok {
 		return m.(*m3u8.Master), nil
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	b, err := s.playlists(c, t.Backend, strings.TrimPrefix(t.HLSMaster, "/"))
+	b, err := s.playlists(c, t.Backend, strings.TrimPrefix(dir, "/")+"master.m3u8")
 	if err != nil {
 		return nil, err
 	}
@@ -620,7 +639,7 @@ func (s *Server) loadMaster(t *trackcache.Track) (*m3u8.Master, error) {
 		s.masters.Clear()
 		s.nMasters.Store(1)
 	}
-	s.masters.Store(t.HLSDir, m)
+	s.masters.Store(dir, m)
 	return m, nil
 }
 
@@ -650,14 +669,14 @@ func (s *Server) download(ctx *fasthttp.RequestCtx) {
 	}
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
-	sc.req = token.Request{Path: t.ObjectPath, Download: downloadName(t)}
+	sc.req = token.Request{Path: t.ObjectPath(), Download: downloadName(t)}
 	s.redirect(ctx, sc, t.Backend)
 }
 
 // downloadName is the attachment's file name: the title, made safe for a
 // header and a file system, with the original's extension.
 func downloadName(t *trackcache.Track) string {
-	ext := t.ObjectPath[strings.LastIndexByte(t.ObjectPath, '.')+1:]
+	ext := t.Ext()
 	name := strings.Map(func(r rune) rune {
 		switch {
 		case r < 0x20, r == 0x7f, strings.ContainsRune(`"\/:*?<>|`, r):
@@ -711,7 +730,8 @@ func (s *Server) presignFallback(backend string, r *token.Request, now time.Time
 	}
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	u, ok, err := s.presign(c, backend, strings.TrimPrefix(r.Path, "/"), time.Duration(r.Expires-now.Unix())*time.Second, r.Download)
+	// A copy: r.Path shares the pooled scratch's bytes.
+	u, ok, err := s.presign(c, backend, strings.Clone(strings.TrimPrefix(r.Path, "/")), time.Duration(r.Expires-now.Unix())*time.Second, r.Download)
 	if err != nil || !ok {
 		if err != nil {
 			s.log.Error("cannot presign the fallback URL", "path", r.Path, "err", err)

@@ -1,0 +1,149 @@
+package trackcache
+
+import (
+	"encoding/hex"
+	"slices"
+
+	"github.com/google/uuid"
+)
+
+// A million cached tracks must fit the signer's memory (SPEC §12), and
+// the two paths a track needs, "/tracks/{id}/{sha256}.{ext}" and
+// "/hls/{id}/{package}/", were most of an entry: about 200 bytes of text,
+// the id twice and the hashes in hex. A track keeps them as the raw
+// hashes and builds the text on demand, into the caller's buffer on the
+// hot path. Keys of any other shape (written by another tool) are kept
+// verbatim.
+
+// audioExts are the extensions uploads are stored with (api/catalog's
+// sniffer); the entry then shares these strings.
+var audioExts = []string{"mp3", "flac", "ogg", "opus", "wav", "m4a", "aac", "mp4"}
+
+// backends are the storage backends' names, shared the same way.
+var backends = []string{"local", "s3"}
+
+// known returns the shared copy of s from list.
+func known(s string, list []string) (string, bool) {
+	for _, k := range list {
+		if s == k {
+			return k, true
+		}
+	}
+	return s, false
+}
+
+// SetObject records the original's key, "tracks/{id}/{sha256}.{ext}",
+// and its backend. For building a Track only.
+func (t *Track) SetObject(key, backend string) {
+	t.Backend, _ = known(backend, backends)
+	t.hasAudio = true
+	t.objectPath = "/" + key
+	prefix := "tracks/" + t.ID.String() + "/"
+	if len(key) < len(prefix)+66 || key[:len(prefix)] != prefix || key[len(prefix)+64] != '.' {
+		return
+	}
+	sha, ext := key[len(prefix):len(prefix)+64], key[len(prefix)+65:]
+	if i := slices.Index(audioExts, ext); i >= 0 && isLowerHex(sha) {
+		_, _ = hex.Decode(t.sha[:], []byte(sha))
+		t.ext, t.objectPath = uint8(i), ""
+	}
+}
+
+// SetHLS records the ready package's prefix, "hls/{id}/{package}" with
+// a 16-hex-digit package id. For building a Track only.
+func (t *Track) SetHLS(prefix string) {
+	t.hasHLS = true
+	want := "hls/" + t.ID.String() + "/"
+	if len(prefix) == len(want)+16 && prefix[:len(want)] == want && isLowerHex(prefix[len(want):]) {
+		_, _ = hex.Decode(t.pkg[:], []byte(prefix[len(want):]))
+		t.hlsDir = ""
+		return
+	}
+	t.hlsDir = "/" + prefix + "/"
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// HasAudio reports whether the track has a stored original.
+func (t *Track) HasAudio() bool { return t.hasAudio }
+
+// HasHLS reports whether the track has a ready HLS package.
+func (t *Track) HasHLS() bool { return t.hasHLS }
+
+// AppendObjectPath appends the original's URL path,
+// "/tracks/{id}/{sha256}.{ext}".
+func (t *Track) AppendObjectPath(dst []byte) []byte {
+	if t.objectPath != "" {
+		return append(dst, t.objectPath...)
+	}
+	dst = append(dst, "/tracks/"...)
+	dst = appendUUID(dst, t.ID)
+	dst = append(dst, '/')
+	dst = hex.AppendEncode(dst, t.sha[:])
+	dst = append(dst, '.')
+	return append(dst, audioExts[t.ext]...)
+}
+
+// AppendHLSDir appends the package's directory, "/hls/{id}/{package}/".
+func (t *Track) AppendHLSDir(dst []byte) []byte {
+	if t.hlsDir != "" {
+		return append(dst, t.hlsDir...)
+	}
+	dst = append(dst, "/hls/"...)
+	dst = appendUUID(dst, t.ID)
+	dst = append(dst, '/')
+	dst = hex.AppendEncode(dst, t.pkg[:])
+	return append(dst, '/')
+}
+
+// ObjectPath is AppendObjectPath as a string ("" without audio).
+func (t *Track) ObjectPath() string {
+	if !t.hasAudio {
+		return ""
+	}
+	return string(t.AppendObjectPath(nil))
+}
+
+// HLSDir is AppendHLSDir as a string ("" without a package).
+func (t *Track) HLSDir() string {
+	if !t.hasHLS {
+		return ""
+	}
+	return string(t.AppendHLSDir(nil))
+}
+
+// Ext is the original's extension, without the dot.
+func (t *Track) Ext() string {
+	if !t.hasAudio {
+		return ""
+	}
+	if t.objectPath != "" {
+		for i := len(t.objectPath) - 1; i >= 0 && t.objectPath[i] != '/'; i-- {
+			if t.objectPath[i] == '.' {
+				return t.objectPath[i+1:]
+			}
+		}
+		return ""
+	}
+	return audioExts[t.ext]
+}
+
+// appendUUID appends id's canonical text form.
+func appendUUID(dst []byte, id uuid.UUID) []byte {
+	dst = hex.AppendEncode(dst, id[0:4])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, id[4:6])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, id[6:8])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, id[8:10])
+	dst = append(dst, '-')
+	return hex.AppendEncode(dst, id[10:16])
+}
