@@ -80,27 +80,25 @@ func (t *Track) HasHLS() bool { return t.hasHLS }
 // AppendObjectPath appends the original's URL path,
 // "/tracks/{id}/{sha256}.{ext}".
 func (t *Track) AppendObjectPath(dst []byte) []byte {
-	if t.objectPath != "" {
-		return append(dst, t.objectPath...)
-	}
-	dst = append(dst, "/tracks/"...)
-	dst = appendUUID(dst, t.ID)
-	dst = append(dst, '/')
-	dst = hex.AppendEncode(dst, t.sha[:])
-	dst = append(dst, '.')
-	return append(dst, audioExts[t.ext]...)
+	return t.appendPath(dst, t.objectPath, "/tracks/", t.sha[:], ".", audioExts[t.ext])
 }
 
 // AppendHLSDir appends the package's directory, "/hls/{id}/{package}/".
 func (t *Track) AppendHLSDir(dst []byte) []byte {
-	if t.hlsDir != "" {
-		return append(dst, t.hlsDir...)
+	return t.appendPath(dst, t.hlsDir, "/hls/", t.pkg[:], "/", "")
+}
+
+// appendPath appends verbatim, or else root, the id, "/", the hash in
+// hex and the tail (in two parts, so that no string is built for it).
+func (t *Track) appendPath(dst []byte, verbatim, root string, hash []byte, tail1, tail2 string) []byte {
+	if verbatim != "" {
+		return append(dst, verbatim...)
 	}
-	dst = append(dst, "/hls/"...)
+	dst = append(dst, root...)
 	dst = appendUUID(dst, t.ID)
 	dst = append(dst, '/')
-	dst = hex.AppendEncode(dst, t.pkg[:])
-	return append(dst, '/')
+	dst = hex.AppendEncode(dst, hash)
+	return append(append(dst, tail1...), tail2...)
 }
 
 // ObjectPath is AppendObjectPath as a string ("" without audio).
