@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,10 +78,36 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// lockedBuffer collects log lines from many goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The services' logs and the edge's error log are shown when a test
+	// fails: an end-to-end failure is otherwise a bare assertion.
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("service logs:\n%s", logs.String())
+		}
+	})
 	dbURL := pg.NewDatabase(t)
 	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
@@ -106,6 +133,12 @@ func startStack(t *testing.T) *stack {
 	e, err := edge.Start(dir, edge.Config{Listen: freeAddr(t), Origin: origin, Keys: []string{cdnKey}, Secret: secret, PurgeListen: purgeAddr})
 	require.NoError(t, err, edge.InstallHint)
 	t.Cleanup(e.Stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("edge error log:\n%s", b)
+		}
+	})
 	s.edge = "http://" + e.Addr
 
 	// signer, signing for the edge, listening for changes
