@@ -111,6 +111,7 @@ func (q *Queue) purge(ctx context.Context, paths []string) {
 		cancel()
 		if err == nil {
 			q.ok.Inc()
+			q.log.Debug("cdn purged", "provider", q.provider, "paths", paths, "attempts", attempt)
 			return
 		}
 		var retry *RetryableError
