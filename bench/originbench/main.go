@@ -5,13 +5,22 @@
 // Two workloads: ~100 KB HLS segments (50 of them, cycled), and 1 MiB
 // ranges of a 10 MiB original at random 1 MiB boundaries.
 //
-//	go run ./bench/originbench [-rounds 3] [-duration 8s] [-connections 64]
+//	go run ./bench/originbench [-rounds 3] [-duration 8s] [-connections 64] [-procs N] [-pin]
 //
 // nginx is Debian's, run as a child with its own configuration: sendfile,
-// tcp_nopush, open_file_cache, no access log, a worker per core.
+// tcp_nopush, open_file_cache, no access log, a worker per core (-procs:
+// N workers, and GOMAXPROCS=N for the origin).
+//
+// Besides requests/s it prints the CPU each request cost the server, wrk
+// and the kernel's soft interrupts: on a machine the load generator
+// shares, that is what separates a server's own cost from how the cores
+// were shared. -pin puts the servers and wrk on separate halves of the
+// CPUs; on 2 cores wrk then has one, and is itself the limit, so read
+// the server CPU per request there.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,6 +56,7 @@ func run() error {
 	conns := flag.Int("connections", 64, "concurrent connections")
 	threads := flag.Int("threads", 2, "wrk threads")
 	procs := flag.Int("procs", 0, "cores each server may use at once: nginx's worker processes and the origin's GOMAXPROCS (0: every core)")
+	pin := flag.Bool("pin", false, "run the servers on the first half of the CPUs and wrk on the rest (taskset)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the origin's runs to this file")
 	flag.Parse()
 	if err := loadcmp.Check(); err != nil {
@@ -86,6 +96,17 @@ func run() error {
 		return err
 	}
 	defer stopOrigin()
+	var serverCPUs, wrkCPUs string
+	if *pin {
+		n := runtime.NumCPU()
+		if n < 2 {
+			return errors.New("-pin needs at least 2 CPUs")
+		}
+		serverCPUs, wrkCPUs = fmt.Sprintf("0-%d", n/2-1), fmt.Sprintf("%d-%d", n/2, n-1)
+		if *procs == 0 {
+			*procs = n / 2
+		}
+	}
 	if *procs > 0 {
 		runtime.GOMAXPROCS(*procs) // the origin runs in this process
 	}
@@ -94,6 +115,13 @@ func run() error {
 		return err
 	}
 	defer stopNginx()
+	if *pin {
+		// The origin runs in this process; wrk is started pinned apart.
+		if err := loadcmp.Pin(serverCPUs, append([]int{os.Getpid(), nginxPID}, childPIDs(nginxPID)...)...); err != nil {
+			return err
+		}
+		fmt.Printf("servers on CPUs %s (GOMAXPROCS and nginx workers %d), wrk on CPUs %s\n\n", serverCPUs, *procs, wrkCPUs)
+	}
 	// Server CPU per request separates each server's own cost from how
 	// the machine's cores were shared with wrk.
 	pids := map[string]func() []int{
@@ -115,7 +143,7 @@ func run() error {
 	for wi, w := range []struct{ name, script string }{{"segments (~100 KB)", segScript}, {"1 MiB ranges of 10 MiB", rangeScript}} {
 		results := map[string][]loadcmp.Result{}
 		cpuPerReq := map[string][]float64{}
-		load := loadcmp.Options{Threads: *threads, Connections: *conns, Duration: *duration, Script: w.script}
+		load := loadcmp.Options{Threads: *threads, Connections: *conns, Duration: *duration, Script: w.script, CPUs: wrkCPUs}
 		for r := 0; r < *rounds; r++ {
 			for _, target := range []struct{ name, addr string }{{"nginx", nginxAddr}, {"origin", originAddr}} {
 				if target.name == "origin" && *cpuProfile != "" {

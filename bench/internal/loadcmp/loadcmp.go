@@ -35,6 +35,9 @@ type Options struct {
 	Threads, Connections int
 	Duration             time.Duration
 	Script               string // a Lua file, or ""
+	// CPUs, if set, confines wrk to these CPUs (taskset's list form),
+	// so that it does not compete with the server for its cores.
+	CPUs string
 }
 
 // Result is what one run measured.
@@ -64,6 +67,9 @@ func Run(url string, o Options) (Result, error) {
 		args = append(args, "-s", o.Script)
 	}
 	cmd := exec.Command("wrk", append(args, url)...)
+	if o.CPUs != "" {
+		cmd = exec.Command("taskset", append([]string{"-c", o.CPUs, "wrk"}, append(args, url)...)...)
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return Result{}, fmt.Errorf("wrk: %w: %s", err, out)
@@ -88,6 +94,17 @@ func Run(url string, o Options) (Result, error) {
 		r.Non2xx3x, _ = strconv.Atoi(string(bytes.TrimSpace(m[1])))
 	}
 	return r, nil
+}
+
+// Pin confines every thread of the processes pids to cpus (taskset's
+// list form); threads they start later inherit it.
+func Pin(cpus string, pids ...int) error {
+	for _, pid := range pids {
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+			return fmt.Errorf("taskset %s %d: %w: %s", cpus, pid, err, out)
+		}
+	}
+	return nil
 }
 
 // Median is the run with the median rate, with its latencies.
