@@ -408,7 +408,7 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx) {
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	sc.req = token.Request{Path: sc.setPath(t.AppendObjectPath(sc.path[:0]))}
-	s.redirect(ctx, sc, t.Backend)
+	s.redirect(ctx, sc, t.Backend())
 }
 
 // hls redirects to the signed master playlist of the ready package. The
@@ -593,7 +593,7 @@ func (s *Server) loadMedia(t *trackcache.Track, rendition string) (*m3u8.Media, 
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	b, err := s.playlists(c, t.Backend, key)
+	b, err := s.playlists(c, t.Backend(), key)
 	if err != nil {
 		return nil, err
 	}
@@ -622,7 +622,7 @@ func (s *Server) loadMaster(t *trackcache.Track) (*m3u8.Master, error) {
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	b, err := s.playlists(c, t.Backend, strings.TrimPrefix(dir, "/")+"master.m3u8")
+	b, err := s.playlists(c, t.Backend(), strings.TrimPrefix(dir, "/")+"master.m3u8")
 	if err != nil {
 		return nil, err
 	}
@@ -670,7 +670,7 @@ func (s *Server) download(ctx *fasthttp.RequestCtx) {
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	sc.req = token.Request{Path: t.ObjectPath(), Download: downloadName(t)}
-	s.redirect(ctx, sc, t.Backend)
+	s.redirect(ctx, sc, t.Backend())
 }
 
 // downloadName is the attachment's file name: the title, made safe for a

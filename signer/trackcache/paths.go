@@ -12,41 +12,50 @@ import (
 // "/hls/{id}/{package}/", were most of an entry: about 200 bytes of text,
 // the id twice and the hashes in hex. A track keeps them as the raw
 // hashes and builds the text on demand, into the caller's buffer on the
-// hot path. Keys of any other shape (written by another tool) are kept
-// verbatim.
+// hot path. Keys of any other shape (written by another tool), and a
+// backend of another name, are kept verbatim behind one pointer that the
+// usual track leaves nil.
 
 // audioExts are the extensions uploads are stored with (api/catalog's
-// sniffer); the entry then shares these strings.
+// sniffer); a track keeps an index into them.
 var audioExts = []string{"mp3", "flac", "ogg", "opus", "wav", "m4a", "aac", "mp4"}
 
-// backends are the storage backends' names, shared the same way.
+// backends are the storage backends' names, kept the same way.
 var backends = []string{"local", "s3"}
 
-// known returns the shared copy of s from list.
-func known(s string, list []string) (string, bool) {
-	for _, k := range list {
-		if s == k {
-			return k, true
-		}
+// oddPaths holds what a track could not keep in its compact form.
+type oddPaths struct {
+	objectPath string // "/" + key
+	hlsDir     string // "/" + prefix + "/"
+	backend    string
+}
+
+func (t *Track) odds() *oddPaths {
+	if t.odd == nil {
+		t.odd = &oddPaths{}
 	}
-	return s, false
+	return t.odd
 }
 
 // SetObject records the original's key, "tracks/{id}/{sha256}.{ext}",
 // and its backend. For building a Track only.
 func (t *Track) SetObject(key, backend string) {
-	t.Backend, _ = known(backend, backends)
 	t.hasAudio = true
-	t.objectPath = "/" + key
+	if i := slices.Index(backends, backend); i >= 0 {
+		t.backend = uint8(i)
+	} else {
+		t.odds().backend = backend
+	}
 	prefix := "tracks/" + t.ID.String() + "/"
-	if len(key) < len(prefix)+66 || key[:len(prefix)] != prefix || key[len(prefix)+64] != '.' {
-		return
+	if len(key) >= len(prefix)+66 && key[:len(prefix)] == prefix && key[len(prefix)+64] == '.' {
+		sha, ext := key[len(prefix):len(prefix)+64], key[len(prefix)+65:]
+		if i := slices.Index(audioExts, ext); i >= 0 && isLowerHex(sha) {
+			_, _ = hex.Decode(t.sha[:], []byte(sha))
+			t.ext = uint8(i)
+			return
+		}
 	}
-	sha, ext := key[len(prefix):len(prefix)+64], key[len(prefix)+65:]
-	if i := slices.Index(audioExts, ext); i >= 0 && isLowerHex(sha) {
-		_, _ = hex.Decode(t.sha[:], []byte(sha))
-		t.ext, t.objectPath = uint8(i), ""
-	}
+	t.odds().objectPath = "/" + key
 }
 
 // SetHLS records the ready package's prefix, "hls/{id}/{package}" with
@@ -56,10 +65,31 @@ func (t *Track) SetHLS(prefix string) {
 	want := "hls/" + t.ID.String() + "/"
 	if len(prefix) == len(want)+16 && prefix[:len(want)] == want && isLowerHex(prefix[len(want):]) {
 		_, _ = hex.Decode(t.pkg[:], []byte(prefix[len(want):]))
-		t.hlsDir = ""
 		return
 	}
-	t.hlsDir = "/" + prefix + "/"
+	t.odds().hlsDir = "/" + prefix + "/"
+}
+
+// Backend is the name of the original's storage backend.
+func (t *Track) Backend() string {
+	if t.odd != nil && t.odd.backend != "" {
+		return t.odd.backend
+	}
+	return backends[t.backend]
+}
+
+func (t *Track) oddObjectPath() string {
+	if t.odd == nil {
+		return ""
+	}
+	return t.odd.objectPath
+}
+
+func (t *Track) oddHLSDir() string {
+	if t.odd == nil {
+		return ""
+	}
+	return t.odd.hlsDir
 }
 
 func isLowerHex(s string) bool {
@@ -80,12 +110,12 @@ func (t *Track) HasHLS() bool { return t.hasHLS }
 // AppendObjectPath appends the original's URL path,
 // "/tracks/{id}/{sha256}.{ext}".
 func (t *Track) AppendObjectPath(dst []byte) []byte {
-	return t.appendPath(dst, t.objectPath, "/tracks/", t.sha[:], ".", audioExts[t.ext])
+	return t.appendPath(dst, t.oddObjectPath(), "/tracks/", t.sha[:], ".", audioExts[t.ext])
 }
 
 // AppendHLSDir appends the package's directory, "/hls/{id}/{package}/".
 func (t *Track) AppendHLSDir(dst []byte) []byte {
-	return t.appendPath(dst, t.hlsDir, "/hls/", t.pkg[:], "/", "")
+	return t.appendPath(dst, t.oddHLSDir(), "/hls/", t.pkg[:], "/", "")
 }
 
 // appendPath appends verbatim, or else root, the id, "/", the hash in
@@ -122,10 +152,10 @@ func (t *Track) Ext() string {
 	if !t.hasAudio {
 		return ""
 	}
-	if t.objectPath != "" {
-		for i := len(t.objectPath) - 1; i >= 0 && t.objectPath[i] != '/'; i-- {
-			if t.objectPath[i] == '.' {
-				return t.objectPath[i+1:]
+	if p := t.oddObjectPath(); p != "" {
+		for i := len(p) - 1; i >= 0 && p[i] != '/'; i-- {
+			if p[i] == '.' {
+				return p[i+1:]
 			}
 		}
 		return ""

@@ -40,9 +40,9 @@ func TestObjectPaths(t *testing.T) {
 			assert.True(t, tr.HasAudio())
 			assert.Equal(t, "/"+c.key, tr.ObjectPath())
 			assert.Equal(t, "/"+c.key, string(tr.AppendObjectPath([]byte("x")))[1:], "appends")
-			assert.Equal(t, c.compact, tr.objectPath == "", "kept as a hash")
+			assert.Equal(t, c.compact, tr.odd == nil, "kept as a hash")
 			assert.Equal(t, c.ext, tr.Ext())
-			assert.Equal(t, "local", tr.Backend)
+			assert.Equal(t, "local", tr.Backend())
 		})
 	}
 }
@@ -65,8 +65,17 @@ func TestHLSDirs(t *testing.T) {
 			tr.SetHLS(c.prefix)
 			assert.True(t, tr.HasHLS())
 			assert.Equal(t, "/"+c.prefix+"/", tr.HLSDir())
-			assert.Equal(t, c.compact, tr.hlsDir == "", "kept as a hash")
+			assert.Equal(t, c.compact, tr.odd == nil, "kept as a hash")
 		})
+	}
+}
+
+func TestBackends(t *testing.T) {
+	for _, name := range []string{"local", "s3", "minio-old"} {
+		tr := &Track{ID: pathsID}
+		tr.SetObject("tracks/"+pathsID.String()+"/"+sha+".mp3", name)
+		assert.Equal(t, name, tr.Backend())
+		assert.Equal(t, name == "minio-old", tr.odd != nil, "only an unknown name is kept aside")
 	}
 }
 

@@ -60,21 +60,19 @@ type Track struct {
 	Visibility Visibility
 
 	// The original and the HLS package (paths.go): whether they exist,
-	// the original's extension (an index into audioExts), their hashes,
-	// or their paths verbatim when not of the usual shape.
+	// the original's extension and backend (indexes into audioExts and
+	// backends) and their hashes; odd holds whatever did not fit.
 	hasAudio, hasHLS bool
-	ext              uint8
+	ext, backend     uint8
 
 	PriceCents int64
 	Version    int64
 	Owner      string
-	Backend    string // the original's storage backend
 	Title      string
 
-	sha        [32]byte
-	pkg        [8]byte
-	objectPath string
-	hlsDir     string
+	sha [32]byte
+	pkg [8]byte
+	odd *oddPaths
 
 	seq   uint64 // load sequence: keys this load's grant entries
 	epoch uint64
@@ -147,11 +145,11 @@ func New(cfg Config, read *pgxpool.Pool, log *slog.Logger, set *metrics.Set) (*C
 	}
 	var err error
 	c.tracks, err = ristretto.NewCache(&ristretto.Config[uint64, *Track]{
-		// Ten counters per expected entry (ristretto's advice); an entry
-		// costs about 300 bytes (its cost(): 176 for the struct, the
-		// owner, the title, 64 for ristretto's bookkeeping), and the
-		// counters are memory too (~4.7 bytes each, measured): sizing
-		// them for smaller entries wastes it.
+		// About ten counters per expected entry (ristretto's advice). An
+		// entry costs 230-300 bytes (its cost(): 136 for the struct, the
+		// owner and title, 64 for ristretto's bookkeeping), and counters
+		// are memory too (~4.7 bytes each, measured): sizing them for
+		// smaller entries wastes it.
 		NumCounters:        max(cfg.MaxBytes/300*10, 1000),
 		MaxCost:            cfg.MaxBytes,
 		BufferItems:        64,
@@ -255,7 +253,11 @@ func (c *Cache) fill(ctx context.Context, id uuid.UUID, k uint64) (*Track, error
 }
 
 func (t *Track) cost() int64 {
-	return int64(unsafe.Sizeof(*t)) + int64(len(t.Owner)+len(t.objectPath)+len(t.hlsDir)+len(t.Title)) + 64
+	c := int64(unsafe.Sizeof(*t)) + int64(len(t.Owner)+len(t.Title)) + 64
+	if t.odd != nil {
+		c += int64(unsafe.Sizeof(*t.odd)) + int64(len(t.odd.objectPath)+len(t.odd.hlsDir)+len(t.odd.backend))
+	}
+	return c
 }
 
 func (c *Cache) load(ctx context.Context, id uuid.UUID) (*Track, error) {
