@@ -7,6 +7,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -57,6 +58,7 @@ var (
 
 type stack struct {
 	api, signer, edge string
+	purge, edgeDir    string // the edge's purge endpoint and its directory
 	originPulls       *atomic.Int64
 	token             string
 }
@@ -77,6 +79,28 @@ func freeAddr(t *testing.T) string {
 	require.NoError(t, err)
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// logCache shows what the edge's cache holds for the object path, and
+// what a purge of it answers now.
+func (s *stack) logCache(t *testing.T, path string) {
+	sum := fmt.Sprintf("%x", md5.Sum([]byte(path)))
+	file := filepath.Join(s.edgeDir, "cache", sum[31:], sum[29:31], sum)
+	_, err := os.Stat(file)
+	t.Logf("cache file for %s: %s (stat: %v)", path, file, err)
+	_ = filepath.WalkDir(filepath.Join(s.edgeDir, "cache"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				t.Logf("  %s %d bytes, modified %s", p, fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
+			}
+		}
+		return nil
+	})
+	if resp, err := http.Get(s.purge + "/purge" + path); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Logf("purge now: %d %s", resp.StatusCode, b)
+	}
 }
 
 // lockedBuffer collects log lines from many goroutines.
@@ -141,6 +165,7 @@ func startStack(t *testing.T) *stack {
 		}
 	})
 	s.edge = "http://" + e.Addr
+	s.purge, s.edgeDir = "http://"+purgeAddr, dir
 
 	// signer, signing for the edge, listening for changes
 	verifier, err := auth.NewVerifier(auth.Config{Secret: jwtSecret})
@@ -319,6 +344,7 @@ func TestPlayThroughTheEdge(t *testing.T) {
 		return resp.Header.Get("X-Cache") == "MISS" || s.originPulls.Load() > pulls
 	}, 5*time.Second, 50*time.Millisecond, "the edge copy is purged") {
 		t.Logf("answers seen: %s", seen.String())
+		s.logCache(t, "/"+*tr.ObjectKey)
 	}
 }
 
