@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"net"
 	"time"
 
 	"github.com/google/uuid"
@@ -188,31 +187,12 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 func (s *Server) tooLarge(ctx *fasthttp.RequestCtx) {
 	problem.Write(ctx, fasthttp.StatusRequestEntityTooLarge, problem.TooLarge,
 		fmt.Sprintf("an upload is at most %d bytes", s.cfg.UploadMaxBytes))
-	// The rest of the body is not worth reading, so the connection ends
-	// after the answer; but closing a socket with unread input makes the
-	// kernel reset it, which can destroy the answer before the client
-	// reads it (clients then report "connection reset" instead of 413).
-	raw := ctx.Conn()
-	ctx.Hijack(func(c net.Conn) { lingeringClose(raw, c) })
+	// The connection is left to fasthttp: it reads and discards an unread
+	// body of up to 256 KiB and keeps the connection, and closes it for a
+	// larger one. Closing it here with the body unread made the kernel
+	// reset the connection, and clients then saw "connection reset"
+	// instead of this answer.
 }
-
-// lingeringClose ends a connection whose request body was not read, as
-// net/http does: it signals the end of the answer (FIN), then reads and
-// discards for a while, so the client sees the answer and stops sending
-// before the socket closes. fasthttp closes c when this returns.
-func lingeringClose(raw, c net.Conn) {
-	if cw, ok := raw.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	_ = c.SetReadDeadline(time.Now().Add(lingerFor))
-	_, _ = io.Copy(io.Discard, io.LimitReader(c, lingerBytes))
-}
-
-// How long and how much a lingering close reads at most.
-const (
-	lingerFor   = 500 * time.Millisecond
-	lingerBytes = 64 << 20
-)
 
 // removeObject deletes an object nothing points at; a failure leaves an
 // orphan, which is logged and counted for a janitor to find.
