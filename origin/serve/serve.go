@@ -355,7 +355,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	s.bytesServed[b.Name()].Add(int(length))
-	ctx.Response.SetBodyStream(bodyStream(rc, endBody), int(length))
+	ctx.Response.SetBodyStream(&streamReader{ReadCloser: rc, end: endBody}, int(length))
 }
 
 // find locates key in the first backend that has it. A local file is
@@ -465,20 +465,12 @@ func (s *Server) problem(ctx *fasthttp.RequestCtx, status int, t problem.Type, d
 	problem.Write(ctx, status, t, detail)
 }
 
-// bodyStream hands local files to the connection so that Linux copies
-// them with sendfile(2): fasthttp calls WriteTo, and the TCP connection's
-// ReadFrom recognises an *io.LimitedReader over an *os.File.
-func bodyStream(rc io.ReadCloser, end context.CancelFunc) io.Reader {
-	if lf, ok := rc.(*storage.LocalFile); ok {
-		return &sendfileReader{lf: lf, end: end}
-	}
-	return &streamReader{ReadCloser: rc, end: end}
-}
-
+// sendfileReader hands a local file to the connection so that Linux
+// copies it with sendfile(2): fasthttp calls WriteTo, and the TCP
+// connection's ReadFrom recognises an *io.LimitedReader over an *os.File.
 type sendfileReader struct {
 	lf     *storage.LocalFile
-	end    context.CancelFunc // may be nil
-	uncork func()             // may be nil
+	uncork func() // may be nil
 }
 
 func (r *sendfileReader) Read(p []byte) (int, error) { return r.lf.Read(p) }
@@ -493,9 +485,6 @@ func (r *sendfileReader) WriteTo(w io.Writer) (int64, error) {
 func (r *sendfileReader) Close() error {
 	if r.uncork != nil {
 		r.uncork()
-	}
-	if r.end != nil {
-		r.end()
 	}
 	return r.lf.Close()
 }
