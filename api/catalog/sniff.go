@@ -19,6 +19,9 @@ var (
 	FormatAAC  = Format{"aac", "audio/aac"}
 )
 
+// Formats lists the accepted formats, in a fixed order.
+var Formats = []Format{FormatMP3, FormatFLAC, FormatWAV, FormatOGG, FormatOpus, FormatM4A, FormatAAC}
+
 // SniffLen is how many leading bytes Sniff wants to see.
 const SniffLen = 512
 

@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"github.com/google/uuid"
+
+	"github.com/playgate/playgate/api/catalog"
 )
 
 // A million cached tracks must fit the signer's memory (SPEC §12), and
@@ -16,9 +18,15 @@ import (
 // backend of another name, are kept verbatim behind one pointer that the
 // usual track leaves nil.
 
-// audioExts are the extensions uploads are stored with (api/catalog's
-// sniffer); a track keeps an index into them.
-var audioExts = []string{"mp3", "flac", "ogg", "opus", "wav", "m4a", "aac", "mp4"}
+// audioExts are the extensions uploads are stored with (the catalogue's
+// formats); a track keeps an index into them.
+var audioExts = func() []string {
+	exts := make([]string, len(catalog.Formats))
+	for i, f := range catalog.Formats {
+		exts[i] = f.Ext
+	}
+	return exts
+}()
 
 // backends are the storage backends' names, kept the same way.
 var backends = []string{"local", "s3"}
