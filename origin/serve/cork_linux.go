@@ -6,11 +6,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// corkAbove is the body size above which fasthttp writes the headers on
-// their own and then the body with sendfile(2); a smaller body leaves in
-// the same write as its headers.
-const corkAbove = 8 << 10
-
 // cork sets TCP_CORK on the connection until the returned function is
 // called, as nginx's tcp_nopush does: the headers wait for the body's
 // first segment instead of leaving in a packet of their own, and the

@@ -465,6 +465,12 @@ func (s *Server) problem(ctx *fasthttp.RequestCtx, status int, t problem.Type, d
 	problem.Write(ctx, status, t, detail)
 }
 
+// corkAbove is the body size above which fasthttp writes the headers on
+// their own and then the body with sendfile(2); a smaller body leaves in
+// the same write as its headers, and corking it would only cost two
+// system calls.
+const corkAbove = 8 << 10
+
 // sendfileReader hands a local file to the connection so that Linux
 // copies it with sendfile(2): fasthttp calls WriteTo, and the TCP
 // connection's ReadFrom recognises an *io.LimitedReader over an *os.File.
