@@ -141,7 +141,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 		return fmt.Errorf("ORIGIN_ADDR: %w", err)
 	}
 	log.Info("origin listening", "addr", ln.Addr().String(), "auth", sconf.Auth, "storage", cfg.TrackStorageBackend)
-	return ops.Serve(ctx, srv.HTTPServer(), ln, 10*time.Second)
+	return ops.Serve(ctx, srv.HTTPServer(), srv.Listener(ln), 10*time.Second)
 }
 
 func trimAll(ss []string) []string {

@@ -91,7 +91,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	originAddr, stopOrigin, err := loadcmp.Serve(srv.HTTPServer())
+	originAddr, stopOrigin, err := loadcmp.ServeOn(srv.HTTPServer(), srv.Listener)
 	if err != nil {
 		return err
 	}

@@ -333,9 +333,13 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.bytesServed[b.Name()].Add(int(length))
-		body := &sendfileReader{lf: file}
-		if length > corkAbove {
-			body.uncork = cork(ctx.Conn())
+		body := &fileBody{lf: file}
+		if fs, ok := ctx.Conn().(fileSender); ok && length > sendfileAbove {
+			// The headers must be out of fasthttp's buffer before the
+			// body goes to the socket past it.
+			ctx.Response.ImmediateHeaderFlush = true
+			fs.headersBeforeFile()
+			body.to = fs
 		}
 		ctx.Response.SetBodyStream(body, int(length))
 		file = nil // fasthttp closes it after sending
@@ -465,34 +469,44 @@ func (s *Server) problem(ctx *fasthttp.RequestCtx, status int, t problem.Type, d
 	problem.Write(ctx, status, t, detail)
 }
 
-// corkAbove is the body size above which fasthttp writes the headers on
-// their own and then the body with sendfile(2); a smaller body leaves in
-// the same write as its headers, and corking it would only cost two
-// system calls.
-const corkAbove = 8 << 10
+// sendfileAbove is the body size above which a local file is sent with
+// sendfile(2). A smaller one is copied into fasthttp's write buffer
+// behind its headers and leaves with them in one write(2), which costs
+// less than the two system calls of headers and sendfile.
+const sendfileAbove = 8 << 10
 
-// sendfileReader hands a local file to the connection so that Linux
-// copies it with sendfile(2): fasthttp calls WriteTo, and the TCP
-// connection's ReadFrom recognises an *io.LimitedReader over an *os.File.
-type sendfileReader struct {
-	lf     *storage.LocalFile
-	uncork func() // may be nil
+// fileSender is a connection that sends file sections itself (Linux:
+// the sendConn the server's Listener accepts).
+type fileSender interface {
+	// headersBeforeFile marks the next write as headers a file follows.
+	headersBeforeFile()
+	sendFile(fd int, offset, length int64) (int64, error)
+	// fileSent ends what headersBeforeFile started, sent or not.
+	fileSent()
 }
 
-func (r *sendfileReader) Read(p []byte) (int, error) { return r.lf.Read(p) }
-
-func (r *sendfileReader) WriteTo(w io.Writer) (int64, error) {
-	if rf, ok := w.(io.ReaderFrom); ok {
-		return rf.ReadFrom(&r.lf.LimitedReader)
-	}
-	return io.Copy(w, &r.lf.LimitedReader)
+// fileBody is a local file's section as a response body. fasthttp calls
+// WriteTo, which hands the section to the connection when it can send
+// files, and copies it otherwise.
+type fileBody struct {
+	lf *storage.LocalFile
+	to fileSender // nil: copy
 }
 
-func (r *sendfileReader) Close() error {
-	if r.uncork != nil {
-		r.uncork()
+func (b *fileBody) Read(p []byte) (int, error) { return b.lf.Read(p) }
+
+func (b *fileBody) WriteTo(w io.Writer) (int64, error) {
+	if b.to == nil {
+		return io.Copy(w, b.lf)
 	}
-	return r.lf.Close()
+	return b.to.sendFile(b.lf.Section())
+}
+
+func (b *fileBody) Close() error {
+	if b.to != nil {
+		b.to.fileSent()
+	}
+	return b.lf.Close()
 }
 
 // streamReader ends the body's context when fasthttp closes the stream.

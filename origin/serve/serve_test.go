@@ -85,7 +85,7 @@ func newOrigin(t *testing.T, cfg serve.Config, backends ...storage.Backend) *fix
 	require.NoError(t, err)
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { _ = ops.Serve(sctx, srv.HTTPServer(), ln, 5*time.Second); close(done) }()
+	go func() { _ = ops.Serve(sctx, srv.HTTPServer(), srv.Listener(ln), 5*time.Second); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	f.base = "http://" + ln.Addr().String()
 	return f

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Local stores objects as files below a root directory. Every file
@@ -48,51 +49,104 @@ func (l *Local) Close() error {
 }
 
 // openRead opens key read-only, confined to the root.
-func (l *Local) openRead(key string) (*os.File, error) {
-	if f, ok, err := l.beneath.open(key); ok {
-		return f, err
+func (l *Local) openRead(key string) (*LocalFile, fileInfo, error) {
+	if fd, fi, ok, err := l.beneath.open(key); ok {
+		if err != nil {
+			return nil, fileInfo{}, err
+		}
+		return &LocalFile{fd: fd}, fi, nil
 	}
-	return l.root.Open(key)
+	f, err := l.root.Open(key)
+	if err != nil {
+		return nil, fileInfo{}, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fileInfo{}, err
+	}
+	return &LocalFile{fd: int(f.Fd()), owner: f}, infoOf(st), nil
 }
 
 // Dir is the root directory's path.
 func (l *Local) Dir() string { return l.root.Name() }
 
 // LocalFile is what Local.Open returns: a section of an open file. It
-// exposes the file so that a server can hand it to sendfile(2).
+// reads with pread(2) at an offset of its own and exposes its descriptor,
+// so that a server can hand the section to sendfile(2). It is no *os.File
+// because on the origin's hot path what os.NewFile adds (a fcntl(2), a
+// cleanup) and a seek to the section cost more than the object's bytes
+// are worth to Go.
 type LocalFile struct {
-	io.LimitedReader
-	file *os.File
-	size int64
+	fd     int
+	owner  *os.File // set when the os.Root fallback opened fd: it closes it
+	off, n int64    // the section still to read
+	size   int64
 }
 
-// File returns the underlying file, positioned at the section's start.
-func (f *LocalFile) File() *os.File { return f.file }
+// Section returns the descriptor and the part of the file still to read.
+// The descriptor is valid until Close.
+func (f *LocalFile) Section() (fd int, offset, length int64) { return f.fd, f.off, f.n }
+
+// Read implements io.Reader over the section.
+func (f *LocalFile) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > f.n {
+		p = p[:f.n]
+	}
+	for {
+		n, err := syscall.Pread(f.fd, p, f.off)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if n > 0 {
+			f.off += int64(n)
+			f.n -= int64(n)
+		}
+		if err != nil {
+			return n, fmt.Errorf("storage: %w", err)
+		}
+		if n == 0 {
+			// The file is shorter than when it was opened: objects are only
+			// replaced by rename, so something else truncated it.
+			return 0, io.ErrUnexpectedEOF
+		}
+		return n, nil
+	}
+}
 
 // Close closes the file.
-func (f *LocalFile) Close() error { return f.file.Close() }
+func (f *LocalFile) Close() error {
+	if f.owner != nil {
+		return f.owner.Close()
+	}
+	if f.fd < 0 {
+		return os.ErrClosed
+	}
+	fd := f.fd
+	f.fd = -1
+	return syscall.Close(fd)
+}
 
 // OpenFile opens a whole object once: a server can then check
 // preconditions against the returned Object and Narrow the file to the
-// range it sends, with one open per request.
+// range it serves.
 func (l *Local) OpenFile(key string) (*LocalFile, Object, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, Object{}, err
 	}
-	f, err := l.openRead(key)
+	f, fi, err := l.openRead(key)
 	if err != nil {
 		return nil, Object{}, mapFSError(err)
 	}
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
+	if !fi.regular {
 		f.Close()
-		if err != nil {
-			return nil, Object{}, mapFSError(err)
-		}
 		return nil, Object{}, ErrNotFound // a directory is not an object
 	}
-	obj := fileObject(key, fi)
-	return &LocalFile{LimitedReader: io.LimitedReader{R: f, N: obj.Size}, file: f, size: obj.Size}, obj, nil
+	f.size, f.n = fi.size, fi.size
+	return f, fileObject(key, fi), nil
 }
 
 // Narrow restricts the file to length bytes from offset (length < 0: to
@@ -104,10 +158,7 @@ func (f *LocalFile) Narrow(offset, length int64) error {
 	if length < 0 || offset+length > f.size {
 		length = f.size - offset
 	}
-	if _, err := f.file.Seek(offset, io.SeekStart); err != nil {
-		return fmt.Errorf("storage: cannot seek: %w", err)
-	}
-	f.N = length
+	f.off, f.n = offset, length
 	return nil
 }
 
@@ -273,7 +324,7 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 		if err != nil {
 			return nil
 		}
-		return fn(fileObject(p, fi))
+		return fn(fileObject(p, infoOf(fi)))
 	})
 	if err != nil {
 		return fmt.Errorf("storage: cannot list %q: %w", prefix, err)
@@ -281,11 +332,22 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 	return nil
 }
 
-func fileObject(key string, fi fs.FileInfo) Object {
+// fileInfo is what an object needs of a file's status.
+type fileInfo struct {
+	size    int64
+	modTime time.Time
+	regular bool
+}
+
+func infoOf(fi fs.FileInfo) fileInfo {
+	return fileInfo{size: fi.Size(), modTime: fi.ModTime(), regular: fi.Mode().IsRegular()}
+}
+
+func fileObject(key string, fi fileInfo) Object {
 	// Like nginx: size and modification time identify a version of a file
 	// that is only ever replaced whole, by rename.
-	etag := strconv.FormatInt(fi.ModTime().UnixNano(), 16) + "-" + strconv.FormatInt(fi.Size(), 16)
-	return Object{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), ETag: etag}
+	etag := strconv.FormatInt(fi.modTime.UnixNano(), 16) + "-" + strconv.FormatInt(fi.size, 16)
+	return Object{Key: key, Size: fi.size, ModTime: fi.modTime, ETag: etag}
 }
 
 func mapFSError(err error) error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,33 +28,42 @@ func newBeneath(dir string) *beneath {
 	return &beneath{dirfd: fd}
 }
 
-// open opens key for reading; ok is false when openat2 cannot be used and
-// the caller must fall back to os.Root.
-func (b *beneath) open(key string) (f *os.File, ok bool, err error) {
+// open opens key for reading and describes it; ok is false when openat2
+// cannot be used and the caller must fall back to os.Root.
+func (b *beneath) open(key string) (fd int, fi fileInfo, ok bool, err error) {
 	if b == nil || b.unsupported.Load() {
-		return nil, false, nil
+		return -1, fileInfo{}, false, nil
 	}
 	how := unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	for {
-		fd, err := unix.Openat2(b.dirfd, key, &how)
+		fd, err = unix.Openat2(b.dirfd, key, &how)
 		switch {
 		case err == nil:
-			return os.NewFile(uintptr(fd), key), true, nil
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				unix.Close(fd)
+				return -1, fileInfo{}, true, &os.PathError{Op: "fstat", Path: key, Err: err}
+			}
+			return fd, fileInfo{
+				size:    st.Size,
+				modTime: time.Unix(st.Mtim.Unix()),
+				regular: st.Mode&unix.S_IFMT == unix.S_IFREG,
+			}, true, nil
 		case errors.Is(err, unix.EINTR):
 			continue
 		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM):
 			// ENOSYS: Linux < 5.6. EPERM: container runtimes that predate
 			// openat2 filter it so. Either way, os.Root from now on.
 			b.unsupported.Store(true)
-			return nil, false, nil
+			return -1, fileInfo{}, false, nil
 		case errors.Is(err, unix.EXDEV):
 			// The path would leave the root.
-			return nil, true, ErrInvalidKey
+			return -1, fileInfo{}, true, ErrInvalidKey
 		}
-		return nil, true, &os.PathError{Op: "openat2", Path: key, Err: err}
+		return -1, fileInfo{}, true, &os.PathError{Op: "openat2", Path: key, Err: err}
 	}
 }
 

@@ -125,13 +125,23 @@ func Median(rs []Result) Result {
 // Serve runs srv on a free loopback port and returns its address and a
 // function that stops it.
 func Serve(srv *fasthttp.Server) (string, func(), error) {
+	return ServeOn(srv, nil)
+}
+
+// ServeOn is Serve on the listener wrap returns (nil: the plain one), as
+// the origin's Listener, which sends files with sendfile(2).
+func ServeOn(srv *fasthttp.Server, wrap func(net.Listener) net.Listener) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = ops.Serve(ctx, srv, ln, 5*time.Second); close(done) }()
+	served := ln
+	if wrap != nil {
+		served = wrap(ln)
+	}
+	go func() { _ = ops.Serve(ctx, srv, served, 5*time.Second); close(done) }()
 	return ln.Addr().String(), func() { cancel(); <-done }, nil
 }
 

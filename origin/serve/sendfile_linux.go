@@ -1,0 +1,132 @@
+package serve
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listener wraps ln so that the origin sends local files from its TCP
+// connections with sendfile(2), the way nginx does with sendfile and
+// tcp_nopush: the headers leave with MSG_MORE, so they share the body's
+// first segment instead of a packet of their own, and the body goes
+// straight from the page cache to the socket. Serve the HTTPServer on it;
+// on any other listener the origin copies bodies through its buffers.
+func (s *Server) Listener(ln net.Listener) net.Listener { return sendListener{ln} }
+
+type sendListener struct{ net.Listener }
+
+func (l sendListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c, nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return c, nil
+	}
+	return &sendConn{TCPConn: tc, raw: raw}, nil
+}
+
+// sendConn is a TCP connection that sends file sections itself. It is
+// used by one goroutine at a time: fasthttp runs the handler and writes
+// its answer on the connection's own.
+type sendConn struct {
+	*net.TCPConn
+	raw syscall.RawConn
+	// more marks the next Write as headers a sendfile body follows. It
+	// is atomic only so that a test may read it.
+	more atomic.Bool
+}
+
+// maxSendfileChunk is what one sendfile(2) is asked for, as Go's own
+// sendfile loop does, so that a large range does not hold the socket
+// for the whole transfer.
+const maxSendfileChunk = 4 << 20
+
+func (c *sendConn) headersBeforeFile() { c.more.Store(true) }
+
+func (c *sendConn) fileSent() { c.more.Store(false) }
+
+// Write sends p; headers marked by headersBeforeFile go with MSG_MORE,
+// which holds them until the body's first bytes fill the segment (the
+// last sendfile chunk goes without it, which pushes what is queued).
+func (c *sendConn) Write(p []byte) (int, error) {
+	if !c.more.Load() {
+		return c.TCPConn.Write(p)
+	}
+	c.more.Store(false)
+	var n int
+	var err error
+	rerr := c.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, e := unix.SendmsgN(int(fd), p[n:], nil, nil, unix.MSG_MORE|unix.MSG_NOSIGNAL)
+			if m > 0 {
+				n += m
+			}
+			switch {
+			case e == unix.EAGAIN:
+				return false // wait until the socket can take more
+			case e == unix.EINTR:
+			case e != nil:
+				err = os.NewSyscallError("sendmsg", e)
+				return true
+			}
+		}
+		return true
+	})
+	if rerr != nil {
+		return n, rerr // the deadline, or a closed connection
+	}
+	return n, opError("write", c, err)
+}
+
+// sendFile sends length bytes of the file fd from offset with sendfile(2),
+// waiting in Go's network poller while the socket is full, within the
+// connection's write deadline.
+func (c *sendConn) sendFile(fd int, offset, length int64) (int64, error) {
+	var sent int64
+	var err error
+	rerr := c.raw.Write(func(sock uintptr) bool {
+		for length > 0 {
+			m, e := unix.Sendfile(int(sock), fd, &offset, int(min(length, maxSendfileChunk)))
+			if m > 0 {
+				sent += int64(m)
+				length -= int64(m)
+			}
+			switch {
+			case e == unix.EAGAIN:
+				return false
+			case e == unix.EINTR:
+			case e != nil:
+				err = os.NewSyscallError("sendfile", e)
+				return true
+			case m == 0:
+				// The file ended early: something truncated an object
+				// that is only ever replaced by rename.
+				err = io.ErrUnexpectedEOF
+				return true
+			}
+		}
+		return true
+	})
+	if rerr != nil {
+		return sent, rerr
+	}
+	return sent, opError("sendfile", c, err)
+}
+
+func opError(op string, c net.Conn, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
