@@ -42,6 +42,7 @@ type Config struct {
 	PlaylistMaxAge time.Duration `envconfig:"PLAYLIST_MAX_AGE" default:"60s"`
 	WriteTimeout   time.Duration `envconfig:"ORIGIN_WRITE_TIMEOUT" default:"10m"`
 	MaxConns       int           `envconfig:"ORIGIN_MAX_CONNS" default:"10000"`
+	OpenFiles      int           `envconfig:"ORIGIN_OPEN_FILES" default:"1000"`
 
 	storage.Env
 	FallbackBackend string `envconfig:"ORIGIN_FALLBACK_BACKEND"`
@@ -74,6 +75,9 @@ func (c *Config) Validate() error {
 	if c.MaxConns <= 0 {
 		errs = append(errs, errors.New("ORIGIN_MAX_CONNS must be positive"))
 	}
+	if c.OpenFiles < 0 {
+		errs = append(errs, errors.New("ORIGIN_OPEN_FILES must be 0 (none) or more"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -96,7 +100,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sc := storage.Config{S3: cfg.Env.S3()}
+	sc := storage.Config{S3: cfg.Env.S3(), KeepOpen: cfg.OpenFiles}
 	if cfg.TrackStorageBackend == "local" || cfg.FallbackBackend == "local" {
 		sc.Dir = cfg.StorageDir
 	}

@@ -24,6 +24,8 @@ func TestConfigProblems(t *testing.T) {
 			[]string{"TRACK_STORAGE_BACKEND must be local or s3", "the s3 backend needs S3_BUCKET"}},
 		{"fallback equal to primary", map[string]string{"ORIGIN_TOKEN_KEY": "0123456789abcdef0", "ORIGIN_FALLBACK_BACKEND": "local"},
 			[]string{"ORIGIN_FALLBACK_BACKEND must differ"}},
+		{"negative open files", map[string]string{"ORIGIN_TOKEN_KEY": "0123456789abcdef0", "ORIGIN_OPEN_FILES": "-1"},
+			[]string{"ORIGIN_OPEN_FILES must be 0"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for k, v := range c.env {

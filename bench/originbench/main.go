@@ -58,6 +58,7 @@ func run() error {
 	procs := flag.Int("procs", 0, "cores each server may use at once: nginx's worker processes and the origin's GOMAXPROCS (0: every core)")
 	pin := flag.Bool("pin", false, "run the servers on the first half of the CPUs and wrk on the rest (taskset)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the origin's runs to this file")
+	openFiles := flag.Int("open-files", 1000, "descriptors the origin keeps open between reads (ORIGIN_OPEN_FILES; nginx runs with open_file_cache)")
 	flag.Parse()
 	if err := loadcmp.Check(); err != nil {
 		return err
@@ -82,7 +83,7 @@ func run() error {
 		return err
 	}
 
-	backend, err := storage.NewLocal(root)
+	backend, err := storage.NewLocal(root, storage.KeepOpen(*openFiles))
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,10 @@ import (
 // moves from one to the other.
 type Config struct {
 	Dir string
-	S3  S3Config
+	// KeepOpen is how many descriptors the local backend keeps open for
+	// later reads (KeepOpen; 0: none).
+	KeepOpen int
+	S3       S3Config
 }
 
 // Env is the storage part of a binary's environment (SPEC §5.5), embedded
@@ -60,7 +63,7 @@ func (e *Env) Validate(fallback string) error {
 func OpenAll(ctx context.Context, cfg Config) (map[string]Backend, error) {
 	out := map[string]Backend{}
 	if cfg.Dir != "" {
-		l, err := NewLocal(cfg.Dir)
+		l, err := NewLocal(cfg.Dir, KeepOpen(cfg.KeepOpen))
 		if err != nil {
 			return nil, err
 		}

@@ -12,6 +12,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -24,8 +25,24 @@ type Local struct {
 	beneath *beneath // Linux: confined opens in one system call
 }
 
+// LocalOption configures a Local.
+type LocalOption func(*localOptions)
+
+type localOptions struct{ keepOpen int }
+
+// KeepOpen keeps up to n descriptors of recently read objects open for
+// the next reads of the same keys, as nginx's open_file_cache does (Linux
+// only; 0, the default, keeps none). Each reuse is checked against the
+// file's status, so a deleted or replaced object is never served from a
+// kept descriptor.
+func KeepOpen(n int) LocalOption { return func(o *localOptions) { o.keepOpen = n } }
+
 // NewLocal opens (creating it if needed) the directory dir.
-func NewLocal(dir string) (*Local, error) {
+func NewLocal(dir string, opts ...LocalOption) (*Local, error) {
+	var o localOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if dir == "" {
 		return nil, errors.New("storage: local backend needs a directory")
 	}
@@ -36,7 +53,7 @@ func NewLocal(dir string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: cannot open %s: %w", dir, err)
 	}
-	return &Local{root: root, beneath: newBeneath(dir)}, nil
+	return &Local{root: root, beneath: newBeneath(dir, o.keepOpen)}, nil
 }
 
 // Name implements Backend.
@@ -50,11 +67,8 @@ func (l *Local) Close() error {
 
 // openRead opens key read-only, confined to the root.
 func (l *Local) openRead(key string) (*LocalFile, fileInfo, error) {
-	if fd, fi, ok, err := l.beneath.open(key); ok {
-		if err != nil {
-			return nil, fileInfo{}, err
-		}
-		return &LocalFile{fd: fd}, fi, nil
+	if f, fi, ok, err := l.beneath.open(key); ok {
+		return f, fi, err
 	}
 	f, err := l.root.Open(key)
 	if err != nil {
@@ -79,9 +93,25 @@ func (l *Local) Dir() string { return l.root.Name() }
 // are worth to Go.
 type LocalFile struct {
 	fd     int
-	owner  *os.File // set when the os.Root fallback opened fd: it closes it
-	off, n int64    // the section still to read
+	owner  *os.File    // set when the os.Root fallback opened fd: it closes it
+	shared *sharedFile // set when fd is kept open for other reads too
+	off, n int64       // the section still to read
 	size   int64
+}
+
+// sharedFile is a descriptor that several LocalFiles read at once, each at
+// its own offsets, and that Local may keep for later ones. It is closed
+// when the last of them lets it go.
+type sharedFile struct {
+	fd   int
+	info fileInfo
+	refs atomic.Int32
+}
+
+func (s *sharedFile) release() {
+	if s.refs.Add(-1) == 0 {
+		_ = syscall.Close(s.fd)
+	}
 }
 
 // Section returns the descriptor and the part of the file still to read.
@@ -119,14 +149,18 @@ func (f *LocalFile) Read(p []byte) (int, error) {
 
 // Close closes the file.
 func (f *LocalFile) Close() error {
-	if f.owner != nil {
-		return f.owner.Close()
-	}
 	if f.fd < 0 {
 		return os.ErrClosed
 	}
 	fd := f.fd
 	f.fd = -1
+	switch {
+	case f.shared != nil:
+		f.shared.release()
+		return nil
+	case f.owner != nil:
+		return f.owner.Close()
+	}
 	return syscall.Close(fd)
 }
 

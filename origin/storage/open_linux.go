@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,57 +19,153 @@ import (
 type beneath struct {
 	dirfd       int
 	unsupported atomic.Bool // openat2 missing (Linux < 5.6) or filtered
+	kept        *keptFiles  // nil: every open is a new one
 }
 
-func newBeneath(dir string) *beneath {
+func newBeneath(dir string, keepOpen int) *beneath {
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
-	return &beneath{dirfd: fd}
+	b := &beneath{dirfd: fd}
+	if keepOpen > 0 {
+		b.kept = &keptFiles{files: make(map[string]*sharedFile, keepOpen), max: keepOpen}
+	}
+	return b
 }
 
 // open opens key for reading and describes it; ok is false when openat2
 // cannot be used and the caller must fall back to os.Root.
-func (b *beneath) open(key string) (fd int, fi fileInfo, ok bool, err error) {
+func (b *beneath) open(key string) (f *LocalFile, fi fileInfo, ok bool, err error) {
 	if b == nil || b.unsupported.Load() {
-		return -1, fileInfo{}, false, nil
+		return nil, fileInfo{}, false, nil
+	}
+	if b.kept != nil {
+		if sf := b.kept.get(key); sf != nil {
+			// One fstat instead of openat2 and close, and it tells whether
+			// the descriptor still shows the object: playgate replaces an
+			// object by renaming a new file over it and deletes it by
+			// unlinking, and either leaves the kept inode with no link.
+			now, links, err := fstat(sf.fd)
+			if err == nil && links > 0 && now == sf.info {
+				return &LocalFile{fd: sf.fd, shared: sf}, sf.info, true, nil
+			}
+			b.kept.drop(key, sf)
+			sf.release()
+		}
 	}
 	how := unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	for {
-		fd, err = unix.Openat2(b.dirfd, key, &how)
+		fd, err := unix.Openat2(b.dirfd, key, &how)
 		switch {
 		case err == nil:
-			var st unix.Stat_t
-			if err := unix.Fstat(fd, &st); err != nil {
+			fi, _, err := fstat(fd)
+			if err != nil {
 				unix.Close(fd)
-				return -1, fileInfo{}, true, &os.PathError{Op: "fstat", Path: key, Err: err}
+				return nil, fileInfo{}, true, &os.PathError{Op: "fstat", Path: key, Err: err}
 			}
-			return fd, fileInfo{
-				size:    st.Size,
-				modTime: time.Unix(st.Mtim.Unix()),
-				regular: st.Mode&unix.S_IFMT == unix.S_IFREG,
-			}, true, nil
+			if b.kept == nil || !fi.regular {
+				return &LocalFile{fd: fd}, fi, true, nil
+			}
+			sf := &sharedFile{fd: fd, info: fi}
+			sf.refs.Store(1) // this read's
+			b.kept.put(key, sf)
+			return &LocalFile{fd: fd, shared: sf}, fi, true, nil
 		case errors.Is(err, unix.EINTR):
 			continue
 		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM):
 			// ENOSYS: Linux < 5.6. EPERM: container runtimes that predate
 			// openat2 filter it so. Either way, os.Root from now on.
 			b.unsupported.Store(true)
-			return -1, fileInfo{}, false, nil
+			return nil, fileInfo{}, false, nil
 		case errors.Is(err, unix.EXDEV):
 			// The path would leave the root.
-			return -1, fileInfo{}, true, ErrInvalidKey
+			return nil, fileInfo{}, true, ErrInvalidKey
 		}
-		return -1, fileInfo{}, true, &os.PathError{Op: "openat2", Path: key, Err: err}
+		return nil, fileInfo{}, true, &os.PathError{Op: "openat2", Path: key, Err: err}
 	}
+}
+
+func fstat(fd int) (fileInfo, uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fileInfo{}, 0, err
+	}
+	return fileInfo{
+		size:    st.Size,
+		modTime: time.Unix(st.Mtim.Unix()),
+		regular: st.Mode&unix.S_IFMT == unix.S_IFREG,
+	}, uint64(st.Nlink), nil
 }
 
 func (b *beneath) close() {
 	if b != nil {
 		unix.Close(b.dirfd)
+		b.kept.close()
+	}
+}
+
+// keptFiles are the descriptors beneath keeps open between reads, as
+// nginx's open_file_cache does: a read of a kept object costs one fstat
+// instead of openat2, fstat and close. When it is full, a new file takes
+// the place of an arbitrary one (Go's map order): objects are read in
+// bursts, by the CDN's misses, and a random victim costs no bookkeeping
+// on every read, as an LRU's would.
+type keptFiles struct {
+	mu    sync.Mutex
+	files map[string]*sharedFile // each holds one reference for the map
+	max   int
+}
+
+// get returns key's kept file with a reference for the caller, or nil.
+func (k *keptFiles) get(key string) *sharedFile {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	sf := k.files[key]
+	if sf != nil {
+		sf.refs.Add(1)
+	}
+	return sf
+}
+
+// put keeps sf for key, in place of what was kept for it before.
+func (k *keptFiles) put(key string, sf *sharedFile) {
+	sf.refs.Add(1)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if old, ok := k.files[key]; ok {
+		old.release()
+	} else if len(k.files) >= k.max {
+		for victim, v := range k.files {
+			delete(k.files, victim)
+			v.release()
+			break
+		}
+	}
+	k.files[key] = sf
+}
+
+// drop forgets sf if it is still what is kept for key.
+func (k *keptFiles) drop(key string, sf *sharedFile) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.files[key] == sf {
+		delete(k.files, key)
+		sf.release()
+	}
+}
+
+func (k *keptFiles) close() {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for key, sf := range k.files {
+		delete(k.files, key)
+		sf.release()
 	}
 }

@@ -6,8 +6,8 @@ package storage
 // the work.
 type beneath struct{}
 
-func newBeneath(string) *beneath { return nil }
+func newBeneath(string, int) *beneath { return nil }
 
-func (*beneath) open(string) (int, fileInfo, bool, error) { return -1, fileInfo{}, false, nil }
+func (*beneath) open(string) (*LocalFile, fileInfo, bool, error) { return nil, fileInfo{}, false, nil }
 
 func (*beneath) close() {}
