@@ -224,9 +224,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, obj, file, err := s.find(c, key)
+	b, obj, file, err := s.find(key)
 	if file != nil {
 		// Closed here unless handed to fasthttp as the body.
 		defer func() {
@@ -260,7 +258,8 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 	h.Set(fasthttp.HeaderAcceptRanges, "bytes")
 	h.Set(fasthttp.HeaderCacheControl, cacheControl)
 	if !obj.ModTime.IsZero() {
-		h.Set(fasthttp.HeaderLastModified, obj.ModTime.UTC().Format(http.TimeFormat))
+		var buf [len(http.TimeFormat)]byte
+		h.SetBytesV(fasthttp.HeaderLastModified, obj.ModTime.UTC().AppendFormat(buf[:0], http.TimeFormat))
 	}
 	if name := ctx.QueryArgs().Peek("download"); len(name) > 0 {
 		h.Set(fasthttp.HeaderContentDisposition, mime.FormatMediaType("attachment", map[string]string{"filename": string(name)}))
@@ -269,6 +268,8 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 	if isPlaylist(key) && acceptsGzip(ctx) && obj.Size <= maxPlaylistBytes {
 		var rc io.ReadCloser = file
 		if file == nil {
+			c, cancel := context.WithTimeout(context.Background(), storageTimeout)
+			defer cancel()
 			if rc, _, err = b.Open(c, key, 0, -1); err != nil {
 				s.log.Error("cannot open playlist", "key", key, "err", err)
 				s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
@@ -362,10 +363,13 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 	ctx.Response.SetBodyStream(&streamReader{ReadCloser: rc, end: endBody}, int(length))
 }
 
+// storageTimeout bounds a remote backend's answer to a lookup or an open.
+const storageTimeout = 30 * time.Second
+
 // find locates key in the first backend that has it. A local file is
 // opened once, here, and returned open, so that serving it costs one open
 // (the local backend's Stat would open it too).
-func (s *Server) find(ctx context.Context, key string) (storage.Backend, storage.Object, *storage.LocalFile, error) {
+func (s *Server) find(key string) (storage.Backend, storage.Object, *storage.LocalFile, error) {
 	var err error
 	for _, b := range s.backends {
 		start := time.Now()
@@ -374,7 +378,7 @@ func (s *Server) find(ctx context.Context, key string) (storage.Backend, storage
 		if l, ok := b.(*storage.Local); ok {
 			file, obj, err = l.OpenFile(key)
 		} else {
-			obj, err = b.Stat(ctx, key)
+			obj, err = statRemote(b, key)
 		}
 		s.storageTime[b.Name()].UpdateDuration(start)
 		if err == nil {
@@ -385,6 +389,12 @@ func (s *Server) find(ctx context.Context, key string) (storage.Backend, storage
 		}
 	}
 	return nil, storage.Object{}, nil, err
+}
+
+func statRemote(b storage.Backend, key string) (storage.Object, error) {
+	c, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
+	return b.Stat(c, key)
 }
 
 // gzipPlaylist answers with the compressed playlist (Apple's HLS
