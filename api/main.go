@@ -180,8 +180,13 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 		return fmt.Errorf("API_ADDR: %w", err)
 	}
 	log.Info("api listening", "addr", ln.Addr().String(), "storage", cfg.TrackStorageBackend)
-	return ops.Serve(ctx, srv.HTTPServer(), ln, 15*time.Second)
+	return ops.Serve(ctx, srv.HTTPServer(), ops.LingeringListener(ln, lingerTimeout), 15*time.Second)
 }
+
+// lingerTimeout bounds how long a closed connection keeps reading what a
+// client still sends, an upload refused halfway above all (nginx's
+// lingering_timeout is 5 s too).
+const lingerTimeout = 5 * time.Second
 
 func migrate(ctx context.Context, stdout io.Writer) error {
 	url := os.Getenv("DATABASE_URL")

@@ -128,7 +128,9 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	require.NoError(t, err)
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- ops.Serve(sctx, srv.HTTPServer(), ln, 5*time.Second) }()
+	go func() {
+		done <- ops.Serve(sctx, srv.HTTPServer(), ops.LingeringListener(ln, 2*time.Second), 5*time.Second)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		assert.NoError(t, <-done)

@@ -189,9 +189,10 @@ func (s *Server) tooLarge(ctx *fasthttp.RequestCtx) {
 		fmt.Sprintf("an upload is at most %d bytes", s.cfg.UploadMaxBytes))
 	// The connection is left to fasthttp: it reads and discards an unread
 	// body of up to 256 KiB and keeps the connection, and closes it for a
-	// larger one. Closing it here with the body unread made the kernel
-	// reset the connection, and clients then saw "connection reset"
-	// instead of this answer.
+	// larger one, through ops.LingeringListener, which reads what the
+	// client still sends before closing. A plain close with the body
+	// unread made the kernel reset the connection, and clients then saw
+	// "connection reset" instead of this answer.
 }
 
 // removeObject deletes an object nothing points at; a failure leaves an
