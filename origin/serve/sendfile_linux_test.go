@@ -130,39 +130,40 @@ func TestSendfileAnswers(t *testing.T) {
 	}
 }
 
-// A reader slower than the socket makes sendfile wait in the poller and
-// resume where it stopped; every byte still arrives in order.
-func TestSendfileWaitsForASlowReader(t *testing.T) {
-	const size = 24 << 20 // more than loopback's socket buffers hold
-	addr, keys, data, _ := sendfileOrigin(t, Config{}, true, size)
+// getLargeObject asks an origin for an object larger than loopback's
+// socket buffers, from a client whose own buffer is small, and returns
+// the connection before reading anything.
+func getLargeObject(t *testing.T, cfg Config) (c net.Conn, object []byte) {
+	t.Helper()
+	addr, keys, data, _ := sendfileOrigin(t, cfg, true, 24<<20)
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	require.NoError(t, c.(*net.TCPConn).SetReadBuffer(64<<10))
 	_, err = io.WriteString(c, "GET /"+keys[0]+" HTTP/1.1\r\nHost: origin\r\n\r\n")
 	require.NoError(t, err)
+	return c, data[0]
+}
+
+// A reader slower than the socket makes sendfile wait in the poller and
+// resume where it stopped; every byte still arrives in order.
+func TestSendfileWaitsForASlowReader(t *testing.T) {
+	c, object := getLargeObject(t, Config{})
 	time.Sleep(200 * time.Millisecond) // let the socket fill up
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	assert.True(t, bytes.Equal(data[0], body), "got %d bytes, want %d", len(body), size)
+	assert.True(t, bytes.Equal(object, body), "got %d bytes, want %d", len(body), len(object))
 }
 
 // A client that stops reading is cut off at the write deadline instead
 // of holding the connection: the deadline reaches sendfile's wait.
 func TestSendfileKeepsTheWriteDeadline(t *testing.T) {
-	const size = 24 << 20
-	addr, keys, _, _ := sendfileOrigin(t, Config{WriteTimeout: 300 * time.Millisecond}, true, size)
-	c, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer c.Close()
-	require.NoError(t, c.(*net.TCPConn).SetReadBuffer(64<<10))
-	_, err = io.WriteString(c, "GET /"+keys[0]+" HTTP/1.1\r\nHost: origin\r\n\r\n")
-	require.NoError(t, err)
+	c, object := getLargeObject(t, Config{WriteTimeout: 300 * time.Millisecond})
 	time.Sleep(1500 * time.Millisecond) // well past the deadline
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
 	n, err := io.Copy(io.Discard, c)
 	assert.NoError(t, err, "the server closes the connection")
-	assert.Less(t, n, int64(size), "the transfer stopped at the deadline")
+	assert.Less(t, n, int64(len(object)), "the transfer stopped at the deadline")
 }

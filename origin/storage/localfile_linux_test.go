@@ -105,12 +105,17 @@ func TestKeptFiles(t *testing.T) {
 		return b, fd
 	}
 
-	t.Run("reuse", func(t *testing.T) {
-		l, err := NewLocal(t.TempDir(), KeepOpen(4))
+	keeping := func(t *testing.T, n int) *Local {
+		l, err := NewLocal(t.TempDir(), KeepOpen(n))
 		require.NoError(t, err)
 		if l.beneath == nil {
 			t.Skip("no openat2 here")
 		}
+		return l
+	}
+
+	t.Run("reuse", func(t *testing.T) {
+		l := keeping(t, 4)
 		a := put(t, l, "hls/a.m4s", 50_000)
 		f1, _, err := l.OpenFile("hls/a.m4s")
 		require.NoError(t, err)
@@ -154,11 +159,7 @@ func TestKeptFiles(t *testing.T) {
 	})
 
 	t.Run("eviction", func(t *testing.T) {
-		l, err := NewLocal(t.TempDir(), KeepOpen(1))
-		require.NoError(t, err)
-		if l.beneath == nil {
-			t.Skip("no openat2 here")
-		}
+		l := keeping(t, 1)
 		a := put(t, l, "hls/a.m4s", 50_000)
 		put(t, l, "hls/b.m4s", 50_000)
 		held, _, err := l.OpenFile("hls/a.m4s")
