@@ -110,6 +110,9 @@ type Server struct {
 	storageTime   map[string]*metrics.PrometheusHistogram
 	rangeRequests *metrics.Counter
 	authFailures  *metrics.Counter
+	// Local reads by where their descriptor came from: kept open from an
+	// earlier read, or opened for this one (ORIGIN_OPEN_FILES sizing).
+	keptFiles, openedFiles *metrics.Counter
 }
 
 // New builds the origin. backends are tried in order: the configured one,
@@ -140,6 +143,14 @@ func New(cfg Config, backends []storage.Backend, log *slog.Logger, set *metrics.
 	for _, b := range backends {
 		s.bytesServed[b.Name()] = set.GetOrCreateCounter(fmt.Sprintf(`playgate_origin_served_bytes_total{backend=%q}`, b.Name()))
 		s.storageTime[b.Name()] = set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`playgate_origin_storage_duration_seconds{backend=%q}`, b.Name()))
+	}
+	for _, b := range backends {
+		if l, ok := b.(*storage.Local); ok {
+			s.keptFiles = set.NewCounter(`playgate_origin_local_files_total{descriptor="kept"}`)
+			s.openedFiles = set.NewCounter(`playgate_origin_local_files_total{descriptor="opened"}`)
+			set.NewGauge("playgate_origin_local_kept_files", func() float64 { return float64(l.Kept()) })
+			break
+		}
 	}
 	if cfg.Auth == AuthNone {
 		log.Warn("ORIGIN_AUTH=none: anyone who can reach this origin can read every object; use it on private networks only")
@@ -376,7 +387,13 @@ func (s *Server) find(key string) (storage.Backend, storage.Object, *storage.Loc
 		var obj storage.Object
 		var file *storage.LocalFile
 		if l, ok := b.(*storage.Local); ok {
-			file, obj, err = l.OpenFile(key)
+			if file, obj, err = l.OpenFile(key); err == nil {
+				if file.Reused() {
+					s.keptFiles.Inc()
+				} else {
+					s.openedFiles.Inc()
+				}
+			}
 		} else {
 			obj, err = statRemote(b, key)
 		}

@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -249,7 +251,8 @@ func TestHLSObjects(t *testing.T) {
 }
 
 func backendsLocal(t *testing.T) storage.Backend {
-	b, err := storage.NewLocal(t.TempDir())
+	b, err := storage.NewLocal(t.TempDir(), storage.KeepOpen(16)) // as the origin runs
+	t.Cleanup(func() { b.Close() })
 	require.NoError(t, err)
 	return b
 }
@@ -384,14 +387,26 @@ func TestFallbackBackend(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	f := newOrigin(t, serve.Config{}, backendsLocal(t))
+	// Written behind the backend's back, so that its first read opens it.
+	direct := "hls/" + trackID + "/p1/128k/0123456789abcdef0123456789abcdef.m4s"
+	dir := f.backend.(*storage.Local).Dir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, direct), []byte("segment"), 0o644))
+
 	f.do(t, "GET", "/"+f.origKey, "Range", "bytes=0-99")
 	f.do(t, "GET", "/"+f.segKey)
+	f.do(t, "GET", "/"+direct)
+	f.do(t, "HEAD", "/"+direct)
 	r := f.do(t, "GET", "/metrics")
 	require.Equal(t, http.StatusOK, r.status)
 	body := string(r.body)
 	assert.Contains(t, body, `playgate_origin_requests_total{route="object",status="206"} 1`)
-	assert.Contains(t, body, `playgate_origin_requests_total{route="object",status="200"} 1`)
+	assert.Contains(t, body, `playgate_origin_requests_total{route="object",status="200"} 3`)
 	assert.Contains(t, body, `playgate_origin_range_requests_total 1`)
-	assert.Contains(t, body, `playgate_origin_served_bytes_total{backend="local"} 100100`)
+	assert.Contains(t, body, `playgate_origin_served_bytes_total{backend="local"} 100107`)
 	assert.Contains(t, body, `playgate_origin_storage_duration_seconds_bucket{backend="local",le=`)
+	// Put keeps what it wrote open (it reads its status back); the direct
+	// file is opened by the first GET and kept for the HEAD.
+	assert.Contains(t, body, `playgate_origin_local_files_total{descriptor="opened"} 1`)
+	assert.Contains(t, body, `playgate_origin_local_files_total{descriptor="kept"} 3`)
+	assert.Contains(t, body, `playgate_origin_local_kept_files 4`)
 }

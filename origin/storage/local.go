@@ -85,6 +85,9 @@ func (l *Local) openRead(key string) (*LocalFile, fileInfo, error) {
 // Dir is the root directory's path.
 func (l *Local) Dir() string { return l.root.Name() }
 
+// Kept is how many descriptors are kept open now (KeepOpen).
+func (l *Local) Kept() int { return l.beneath.keptCount() }
+
 // LocalFile is what Local.Open returns: a section of an open file. It
 // reads with pread(2) at an offset of its own and exposes its descriptor,
 // so that a server can hand the section to sendfile(2). It is no *os.File
@@ -95,9 +98,14 @@ type LocalFile struct {
 	fd     int
 	owner  *os.File    // set when the os.Root fallback opened fd: it closes it
 	shared *sharedFile // set when fd is kept open for other reads too
+	reused bool        // fd was kept from an earlier read
 	off, n int64       // the section still to read
 	size   int64
 }
+
+// Reused reports whether the file's descriptor was kept open from an
+// earlier read (KeepOpen) rather than opened for this one.
+func (f *LocalFile) Reused() bool { return f.reused }
 
 // sharedFile is a descriptor that several LocalFiles read at once, each at
 // its own offsets, and that Local may keep for later ones. It is closed

@@ -48,7 +48,7 @@ func (b *beneath) open(key string) (f *LocalFile, fi fileInfo, ok bool, err erro
 			// unlinking, and either leaves the kept inode with no link.
 			now, links, err := fstat(sf.fd)
 			if err == nil && links > 0 && now == sf.info {
-				return &LocalFile{fd: sf.fd, shared: sf}, sf.info, true, nil
+				return &LocalFile{fd: sf.fd, shared: sf, reused: true}, sf.info, true, nil
 			}
 			b.kept.drop(key, sf)
 			sf.release()
@@ -99,6 +99,15 @@ func fstat(fd int) (fileInfo, uint64, error) {
 		modTime: time.Unix(st.Mtim.Unix()),
 		regular: st.Mode&unix.S_IFMT == unix.S_IFREG,
 	}, uint64(st.Nlink), nil
+}
+
+func (b *beneath) keptCount() int {
+	if b == nil || b.kept == nil {
+		return 0
+	}
+	b.kept.mu.Lock()
+	defer b.kept.mu.Unlock()
+	return len(b.kept.files)
 }
 
 func (b *beneath) close() {

@@ -10,4 +10,6 @@ func newBeneath(string, int) *beneath { return nil }
 
 func (*beneath) open(string) (*LocalFile, fileInfo, bool, error) { return nil, fileInfo{}, false, nil }
 
+func (*beneath) keptCount() int { return 0 }
+
 func (*beneath) close() {}
