@@ -182,6 +182,7 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		Handler:            s.handler,
 		Name:               "playgate-origin",
 		ReadBufferSize:     8 << 10, // bounds the request line and headers
+		WriteBufferSize:    writeBufferSize,
 		MaxRequestBodySize: 1 << 10,
 		ReadTimeout:        15 * time.Second,
 		WriteTimeout:       s.cfg.WriteTimeout,
@@ -497,10 +498,16 @@ func (s *Server) problem(ctx *fasthttp.RequestCtx, status int, t problem.Type, d
 }
 
 // sendfileAbove is the body size above which a local file is sent with
-// sendfile(2). A smaller one is copied into fasthttp's write buffer
-// behind its headers and leaves with them in one write(2), which costs
-// less than the two system calls of headers and sendfile.
-const sendfileAbove = 8 << 10
+// sendfile(2). A smaller one (init segments, small ranges) is read into
+// fasthttp's write buffer behind its headers and leaves with them: one
+// pread and one write, as many system calls as sendmsg and sendfile,
+// without splicing pages for a few kilobytes. A larger one would not fit
+// beside the headers, and would cost a read and a write per buffer.
+const sendfileAbove = 3 << 10
+
+// writeBufferSize is fasthttp's default, stated because sendfileAbove
+// is chosen to fit in it with the headers (~500 bytes).
+const writeBufferSize = 4 << 10
 
 // fileSender is a connection that sends file sections itself (Linux:
 // the sendConn the server's Listener accepts).
