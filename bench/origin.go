@@ -20,6 +20,7 @@ import (
 	"github.com/playgate/playgate/bench/internal/load"
 	"github.com/playgate/playgate/bench/internal/objectset"
 	"github.com/playgate/playgate/bench/internal/staticnginx"
+	"github.com/playgate/playgate/deploy/edge"
 	"github.com/playgate/playgate/signer/token"
 )
 
@@ -157,7 +158,7 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // startNginx serves root with nginx, the origin's ceiling.
 func startNginx(root string) (string, func(), error) {
-	bin, err := staticnginx.Find()
+	bin, err := edge.Nginx()
 	if err != nil {
 		return "", nil, err
 	}

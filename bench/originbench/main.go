@@ -39,6 +39,7 @@ import (
 	"github.com/playgate/playgate/bench/internal/loadcmp"
 	"github.com/playgate/playgate/bench/internal/objectset"
 	"github.com/playgate/playgate/bench/internal/staticnginx"
+	"github.com/playgate/playgate/deploy/edge"
 	"github.com/playgate/playgate/origin/serve"
 	"github.com/playgate/playgate/origin/storage"
 )
@@ -63,7 +64,7 @@ func run() error {
 	if err := loadcmp.Check(); err != nil {
 		return err
 	}
-	nginx, err := staticnginx.Find()
+	nginx, err := edge.Nginx()
 	if err != nil {
 		return err
 	}

@@ -140,17 +140,34 @@ func chownTree(dir, name string) error {
 // Start renders the edge into dir and runs nginx in the foreground until
 // Stop.
 func Start(dir string, cfg Config) (*Edge, error) {
-	bin, err := exec.LookPath("nginx")
+	bin, err := Nginx()
 	if err != nil {
-		if _, statErr := os.Stat("/usr/sbin/nginx"); statErr != nil {
-			return nil, errors.New("edge: nginx not found; " + InstallHint)
-		}
-		bin = "/usr/sbin/nginx"
+		return nil, fmt.Errorf("edge: %w", err)
 	}
 	conf, err := Render(dir, cfg)
 	if err != nil {
 		return nil, err
 	}
+	return Run(bin, conf, dir, cfg.Listen)
+}
+
+// Nginx returns the nginx binary, which Debian installs outside a normal
+// user's PATH.
+func Nginx() (string, error) {
+	if bin, err := exec.LookPath("nginx"); err == nil {
+		return bin, nil
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+		return "", errors.New("nginx not found; " + InstallHint)
+	}
+	return "/usr/sbin/nginx", nil
+}
+
+// Run runs nginx in the foreground with the configuration conf and the
+// prefix dir (where conf puts its pid file and error.log), until Stop. It
+// returns once nginx accepts connections on listen. The bench's static
+// nginx runs through it too.
+func Run(bin, conf, dir, listen string) (*Edge, error) {
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "-c", conf, "-p", dir, "-g", "daemon off;")
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -158,12 +175,12 @@ func Start(dir string, cfg Config) (*Edge, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("edge: cannot start nginx: %w", err)
 	}
-	e := &Edge{Addr: cfg.Listen, Dir: dir, cmd: cmd, done: make(chan struct{})}
+	e := &Edge{Addr: listen, Dir: dir, cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(e.done) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		if c, err := net.Dial("tcp", cfg.Listen); err == nil {
+		if c, err := net.Dial("tcp", listen); err == nil {
 			c.Close()
 			return e, nil
 		}
@@ -173,11 +190,14 @@ func Start(dir string, cfg Config) (*Edge, error) {
 			return nil, fmt.Errorf("edge: nginx exited: %s %s", out.String(), log)
 		case <-ctx.Done():
 			e.Stop()
-			return nil, errors.New("edge: nginx did not listen on " + cfg.Listen)
+			return nil, errors.New("edge: nginx did not listen on " + listen)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
+
+// PID is nginx's master process; its workers are its children.
+func (e *Edge) PID() int { return e.cmd.Process.Pid }
 
 // Stop shuts nginx down and waits for it.
 func (e *Edge) Stop() {

@@ -4,32 +4,18 @@
 package staticnginx
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
-	"time"
+
+	"github.com/playgate/playgate/deploy/edge"
 )
 
-// Find returns the nginx binary, which Debian installs outside a normal
-// user's PATH.
-func Find() (string, error) {
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p, nil
-	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
-		return "", errors.New("nginx is needed: apt-get install -y nginx")
-	}
-	return "/usr/sbin/nginx", nil
-}
-
-// Start runs nginx in the foreground with a configuration of its own
-// serving root, and returns its address. workers is its number of worker
+// Start runs nginx (bin: edge.Nginx) in the foreground with a
+// configuration of its own serving root, and returns its address, its
+// master's pid and how to stop it. workers is its number of worker
 // processes (0: one per core).
 func Start(bin, dir, root string, workers int) (string, int, func(), error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,28 +56,9 @@ http {
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return "", 0, nil, err
 	}
-	cmd := exec.Command(bin, "-c", confPath, "-p", dir, "-g", "daemon off;")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return "", 0, nil, fmt.Errorf("cannot start nginx: %w", err)
+	e, err := edge.Run(bin, confPath, dir, addr)
+	if err != nil {
+		return "", 0, nil, err
 	}
-	stop := func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGQUIT)
-		_ = cmd.Wait()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr, cmd.Process.Pid, stop, nil
-		}
-		if ctx.Err() != nil {
-			stop()
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			return "", 0, nil, fmt.Errorf("nginx did not start: %s", log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return addr, e.PID(), e.Stop, nil
 }
