@@ -2,7 +2,9 @@ package trackcache
 
 import (
 	"encoding/hex"
+	"path"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -161,12 +163,7 @@ func (t *Track) Ext() string {
 		return ""
 	}
 	if p := t.oddObjectPath(); p != "" {
-		for i := len(p) - 1; i >= 0 && p[i] != '/'; i-- {
-			if p[i] == '.' {
-				return p[i+1:]
-			}
-		}
-		return ""
+		return strings.TrimPrefix(path.Ext(p), ".")
 	}
 	return audioExts[t.ext]
 }
