@@ -457,14 +457,14 @@ func (s *Server) master(ctx *fasthttp.RequestCtx) {
 	if !hasHLS(ctx, t, s.playlists != nil) {
 		return
 	}
-	m, err := s.loadMaster(t)
+	dir := t.HLSDir()
+	m, err := s.loadMaster(t, dir)
 	if err != nil {
 		s.log.Error("cannot read master playlist", "track", t.ID, "err", err)
 		s.unavailable(ctx)
 		return
 	}
 	now := s.now()
-	dir := t.HLSDir()
 	r := token.Request{TokenPath: dir, PathForm: true, Expires: token.ExpiryBucket(now, s.cfg.TokenTTL, s.cfg.TokenBucket)}
 	if s.cfg.BindIP {
 		r.IP = s.clientIP(ctx)
@@ -503,9 +503,10 @@ func (s *Server) hlsPlaylist(ctx *fasthttp.RequestCtx) {
 	_, playlist, _ := splitPlaylistPath(ctx.Path())
 	now := s.now()
 	expires := token.ExpiryBucket(now, s.cfg.TokenTTL, s.cfg.TokenBucket)
+	dir := t.HLSDir()
 	var body []byte
 	if string(playlist) == "master.m3u8" {
-		m, err := s.loadMaster(t)
+		m, err := s.loadMaster(t, dir)
 		if err != nil {
 			s.log.Error("cannot read master playlist", "track", t.ID, "err", err)
 			s.unavailable(ctx)
@@ -526,13 +527,12 @@ func (s *Server) hlsPlaylist(ctx *fasthttp.RequestCtx) {
 		rendition := string(playlist[:bytes.IndexByte(playlist, '/')])
 		// Within one expiry bucket every unbound caller gets the same
 		// signed playlist: sign it once (CloudFront signs with RSA).
-		dir := t.HLSDir()
 		cacheKey := dir + rendition + "|" + strconv.FormatInt(expires, 10)
 		if cached, ok := s.rewritten.Load(cacheKey); ok && !s.cfg.BindIP {
 			s.writePlaylist(ctx, cached.([]byte), expires, now)
 			return
 		}
-		m, err := s.loadMedia(t, rendition)
+		m, err := s.loadMedia(t, dir, rendition)
 		if err != nil {
 			s.log.Error("cannot read media playlist", "track", t.ID, "rendition", rendition, "err", err)
 			problem.Write(ctx, fasthttp.StatusNotFound, problem.NotFound, "no such rendition")
@@ -585,9 +585,10 @@ func (s *Server) writePlaylist(ctx *fasthttp.RequestCtx, body []byte, expires in
 	ctx.SetBody(body)
 }
 
-// loadMedia reads and parses a rendition's media playlist once.
-func (s *Server) loadMedia(t *trackcache.Track, rendition string) (*m3u8.Media, error) {
-	key := strings.TrimPrefix(t.HLSDir(), "/") + rendition + "/index.m3u8"
+// loadMedia reads and parses a rendition's media playlist once; dir is
+// t.HLSDir().
+func (s *Server) loadMedia(t *trackcache.Track, dir, rendition string) (*m3u8.Media, error) {
+	key := strings.TrimPrefix(dir, "/") + rendition + "/index.m3u8"
 	if m, ok := s.media.Load(key); ok {
 		return m.(*m3u8.Media), nil
 	}
@@ -614,9 +615,9 @@ func (s *Server) loadMedia(t *trackcache.Track, rendition string) (*m3u8.Media, 
 	return m, nil
 }
 
-// loadMaster reads and parses a package's master playlist once.
-func (s *Server) loadMaster(t *trackcache.Track) (*m3u8.Master, error) {
-	dir := t.HLSDir()
+// loadMaster reads and parses a package's master playlist once; dir is
+// t.HLSDir().
+func (s *Server) loadMaster(t *trackcache.Track, dir string) (*m3u8.Master, error) {
 	if m, ok := s.masters.Load(dir); ok {
 		return m.(*m3u8.Master), nil
 	}
