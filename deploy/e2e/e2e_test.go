@@ -350,10 +350,10 @@ func TestPlayThroughTheEdge(t *testing.T) {
 	}
 }
 
-// location asks the signer for a redirect without following it.
 // noRedirects answers with the signer's 302 itself.
 var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
+// location asks the signer for a redirect without following it.
 func location(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := noRedirects.Get(url)
