@@ -43,6 +43,7 @@ type Config struct {
 	WriteTimeout   time.Duration `envconfig:"ORIGIN_WRITE_TIMEOUT" default:"10m"`
 	MaxConns       int           `envconfig:"ORIGIN_MAX_CONNS" default:"10000"`
 	OpenFiles      int           `envconfig:"ORIGIN_OPEN_FILES" default:"1000"`
+	OpenFilesValid time.Duration `envconfig:"ORIGIN_OPEN_FILES_VALID" default:"1s"`
 
 	storage.Env
 	FallbackBackend string `envconfig:"ORIGIN_FALLBACK_BACKEND"`
@@ -78,6 +79,9 @@ func (c *Config) Validate() error {
 	if c.OpenFiles < 0 {
 		errs = append(errs, errors.New("ORIGIN_OPEN_FILES must be 0 (none) or more"))
 	}
+	if c.OpenFilesValid < 0 {
+		errs = append(errs, errors.New("ORIGIN_OPEN_FILES_VALID must be 0 (check every reuse) or more"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -100,7 +104,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sc := storage.Config{S3: cfg.Env.S3(), KeepOpen: cfg.OpenFiles}
+	sc := storage.Config{S3: cfg.Env.S3(), KeepOpen: cfg.OpenFiles, RecheckKept: cfg.OpenFilesValid}
 	if cfg.TrackStorageBackend == "local" || cfg.FallbackBackend == "local" {
 		sc.Dir = cfg.StorageDir
 	}

@@ -26,6 +26,8 @@ func TestConfigProblems(t *testing.T) {
 			[]string{"ORIGIN_FALLBACK_BACKEND must differ"}},
 		{"negative open files", map[string]string{"ORIGIN_TOKEN_KEY": "0123456789abcdef0", "ORIGIN_OPEN_FILES": "-1"},
 			[]string{"ORIGIN_OPEN_FILES must be 0"}},
+		{"negative open files validity", map[string]string{"ORIGIN_TOKEN_KEY": "0123456789abcdef0", "ORIGIN_OPEN_FILES_VALID": "-1s"},
+			[]string{"ORIGIN_OPEN_FILES_VALID must be 0"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for k, v := range c.env {

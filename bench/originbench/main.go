@@ -60,6 +60,7 @@ func run() error {
 	pin := flag.Bool("pin", false, "run the servers on the first half of the CPUs and wrk on the rest (taskset)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the origin's runs to this file")
 	openFiles := flag.Int("open-files", 1000, "descriptors the origin keeps open between reads (ORIGIN_OPEN_FILES; nginx runs with open_file_cache)")
+	openFilesValid := flag.Duration("open-files-valid", time.Second, "how long the origin reuses a kept descriptor before it checks the file again (ORIGIN_OPEN_FILES_VALID; nginx's open_file_cache_valid is 60s)")
 	flag.Parse()
 	if err := loadcmp.Check(); err != nil {
 		return err
@@ -84,7 +85,7 @@ func run() error {
 		return err
 	}
 
-	backend, err := storage.NewLocal(root, storage.KeepOpen(*openFiles))
+	backend, err := storage.NewLocal(root, storage.KeepOpen(*openFiles), storage.RecheckKeptAfter(*openFilesValid))
 	if err != nil {
 		return err
 	}

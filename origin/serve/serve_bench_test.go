@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/stretchr/testify/require"
@@ -16,40 +18,44 @@ import (
 )
 
 // BenchmarkObject is the origin's own work for one request, without the
-// network: routing, key checks, the kept file's fstat, preconditions and
-// headers (HEAD), and with a 100 KB segment's body copied out (GET; on a
-// real connection that is sendfile's, in the kernel). make bench-origin
-// measures the whole server against nginx.
+// network: routing, key checks, the kept file (with the fstat that
+// rechecks it on every reuse, and without, as ORIGIN_OPEN_FILES_VALID's
+// default lets it), preconditions and headers (HEAD), and with a 100 KB
+// segment's body copied out (GET; on a real connection that is
+// sendfile's, in the kernel). make bench-origin measures the whole server
+// against nginx.
 func BenchmarkObject(b *testing.B) {
-	backend, err := storage.NewLocal(b.TempDir(), storage.KeepOpen(16))
-	require.NoError(b, err)
-	defer backend.Close()
 	segment := make([]byte, 100_000)
 	_, _ = rand.Read(segment)
 	const key = "hls/0190a0b4-0000-7000-8000-000000000001/p1/128k/0123456789abcdef0123456789abcdef.m4s"
-	_, err = backend.Put(context.Background(), key, bytes.NewReader(segment), "")
-	require.NoError(b, err)
-	srv, err := New(Config{Auth: AuthNone, CORSOrigins: []string{"*"}}, []storage.Backend{backend},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
-	require.NoError(b, err)
+	for _, recheck := range []time.Duration{0, time.Second} {
+		backend, err := storage.NewLocal(b.TempDir(), storage.KeepOpen(16), storage.RecheckKeptAfter(recheck))
+		require.NoError(b, err)
+		defer backend.Close()
+		_, err = backend.Put(context.Background(), key, bytes.NewReader(segment), "")
+		require.NoError(b, err)
+		srv, err := New(Config{Auth: AuthNone, CORSOrigins: []string{"*"}}, []storage.Backend{backend},
+			slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
+		require.NoError(b, err)
 
-	for _, method := range []string{fasthttp.MethodHead, fasthttp.MethodGet} {
-		b.Run(method, func(b *testing.B) {
-			var ctx fasthttp.RequestCtx
-			b.ReportAllocs()
-			for b.Loop() {
-				ctx.Request.Reset()
-				ctx.Response.Reset()
-				ctx.Request.Header.SetMethod(method)
-				ctx.Request.SetRequestURI("/" + key)
-				srv.handler(&ctx)
-				if ctx.Response.StatusCode() != fasthttp.StatusOK {
-					b.Fatalf("status %d", ctx.Response.StatusCode())
+		for _, method := range []string{fasthttp.MethodHead, fasthttp.MethodGet} {
+			b.Run(fmt.Sprintf("%s/recheck=%v", method, recheck), func(b *testing.B) {
+				var ctx fasthttp.RequestCtx
+				b.ReportAllocs()
+				for b.Loop() {
+					ctx.Request.Reset()
+					ctx.Response.Reset()
+					ctx.Request.Header.SetMethod(method)
+					ctx.Request.SetRequestURI("/" + key)
+					srv.handler(&ctx)
+					if ctx.Response.StatusCode() != fasthttp.StatusOK {
+						b.Fatalf("status %d", ctx.Response.StatusCode())
+					}
+					if _, err := ctx.Response.WriteTo(io.Discard); err != nil {
+						b.Fatal(err)
+					}
 				}
-				if _, err := ctx.Response.WriteTo(io.Discard); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+			})
+		}
 	}
 }

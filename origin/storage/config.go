@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Config names every backend a process may use. The local backend exists
@@ -13,9 +14,12 @@ import (
 type Config struct {
 	Dir string
 	// KeepOpen is how many descriptors the local backend keeps open for
-	// later reads (KeepOpen; 0: none).
-	KeepOpen int
-	S3       S3Config
+	// later reads (KeepOpen; 0: none), and RecheckKept how long one is
+	// reused before its file's status is looked at again
+	// (RecheckKeptAfter; 0: on every reuse).
+	KeepOpen    int
+	RecheckKept time.Duration
+	S3          S3Config
 }
 
 // Env is the storage part of a binary's environment (SPEC §5.5), embedded
@@ -63,7 +67,7 @@ func (e *Env) Validate(fallback string) error {
 func OpenAll(ctx context.Context, cfg Config) (map[string]Backend, error) {
 	out := map[string]Backend{}
 	if cfg.Dir != "" {
-		l, err := NewLocal(cfg.Dir, KeepOpen(cfg.KeepOpen))
+		l, err := NewLocal(cfg.Dir, KeepOpen(cfg.KeepOpen), RecheckKeptAfter(cfg.RecheckKept))
 		if err != nil {
 			return nil, err
 		}

@@ -28,14 +28,26 @@ type Local struct {
 // LocalOption configures a Local.
 type LocalOption func(*localOptions)
 
-type localOptions struct{ keepOpen int }
+type localOptions struct {
+	keepOpen    int
+	recheckKept time.Duration
+}
 
 // KeepOpen keeps up to n descriptors of recently read objects open for
 // the next reads of the same keys, as nginx's open_file_cache does (Linux
-// only; 0, the default, keeps none). Each reuse is checked against the
-// file's status, so a deleted or replaced object is never served from a
-// kept descriptor.
+// only; 0, the default, keeps none). A reuse checks the file's status
+// (see RecheckKeptAfter), so a deleted or replaced object is not served
+// from a kept descriptor.
 func KeepOpen(n int) LocalOption { return func(o *localOptions) { o.keepOpen = n } }
+
+// RecheckKeptAfter lets a kept descriptor be reused without a new look at
+// the file's status for d after the last one, as nginx's
+// open_file_cache_valid does (there 60s). A deleted or replaced object
+// may then be served for up to d after the change; always the whole of
+// the old file, never a mix. 0, the default, checks on every reuse.
+func RecheckKeptAfter(d time.Duration) LocalOption {
+	return func(o *localOptions) { o.recheckKept = d }
+}
 
 // NewLocal opens (creating it if needed) the directory dir.
 func NewLocal(dir string, opts ...LocalOption) (*Local, error) {
@@ -53,7 +65,7 @@ func NewLocal(dir string, opts ...LocalOption) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: cannot open %s: %w", dir, err)
 	}
-	return &Local{root: root, beneath: newBeneath(dir, o.keepOpen)}, nil
+	return &Local{root: root, beneath: newBeneath(dir, o)}, nil
 }
 
 // Name implements Backend.
@@ -114,6 +126,9 @@ type sharedFile struct {
 	fd   int
 	info fileInfo
 	refs atomic.Int32
+	// checked is when the file's status was last looked at, as a
+	// duration since its beneath's start (monotonic, and one atomic word).
+	checked atomic.Int64
 }
 
 func (s *sharedFile) release() {

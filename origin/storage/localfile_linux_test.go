@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -105,8 +106,8 @@ func TestKeptFiles(t *testing.T) {
 		return b, fd
 	}
 
-	keeping := func(t *testing.T, n int) *Local {
-		l, err := NewLocal(t.TempDir(), KeepOpen(n))
+	keeping := func(t *testing.T, n int, opts ...LocalOption) *Local {
+		l, err := NewLocal(t.TempDir(), append([]LocalOption{KeepOpen(n)}, opts...)...)
 		require.NoError(t, err)
 		if l.beneath == nil {
 			t.Skip("no openat2 here")
@@ -147,7 +148,8 @@ func TestKeptFiles(t *testing.T) {
 		assert.Zero(t, old.refs.Load(), "the replaced file's descriptor is closed")
 		assert.NotSame(t, old, l.beneath.kept.files["hls/a.m4s"])
 
-		// Deleted: never served from the kept descriptor.
+		// Deleted: with every reuse checked, never served from the kept
+		// descriptor.
 		old = l.beneath.kept.files["hls/a.m4s"]
 		require.NoError(t, l.Delete(t.Context(), "hls/a.m4s"))
 		_, _, err = l.OpenFile("hls/a.m4s")
@@ -156,6 +158,39 @@ func TestKeptFiles(t *testing.T) {
 		assert.NotContains(t, l.beneath.kept.files, "hls/a.m4s")
 
 		require.NoError(t, l.Close())
+	})
+
+	// Within the recheck interval a kept descriptor is reused without a
+	// look at the file, so an object deleted by another process (the api)
+	// is still served whole; after it, the deletion is seen.
+	t.Run("recheck interval", func(t *testing.T) {
+		for _, c := range []struct {
+			recheck  time.Duration
+			wait     time.Duration
+			stillOld bool
+		}{
+			{time.Hour, 0, true},
+			{time.Millisecond, 20 * time.Millisecond, false},
+		} {
+			l := keeping(t, 4, RecheckKeptAfter(c.recheck))
+			a := put(t, l, "hls/a.m4s", 50_000)
+			readAll(t, l, "hls/a.m4s")
+			require.NoError(t, os.Remove(filepath.Join(l.Dir(), "hls/a.m4s")))
+			time.Sleep(c.wait)
+			f, _, err := l.OpenFile("hls/a.m4s")
+			if !c.stillOld {
+				assert.ErrorIs(t, err, ErrNotFound, "recheck %v", c.recheck)
+				require.NoError(t, l.Close())
+				continue
+			}
+			require.NoError(t, err)
+			assert.True(t, f.Reused())
+			got, err := io.ReadAll(f)
+			require.NoError(t, err)
+			assert.Equal(t, a, got, "the whole of the old file")
+			require.NoError(t, f.Close())
+			require.NoError(t, l.Close())
+		}
 	})
 
 	t.Run("eviction", func(t *testing.T) {

@@ -6,7 +6,7 @@ package storage
 // the work.
 type beneath struct{}
 
-func newBeneath(string, int) *beneath { return nil }
+func newBeneath(string, localOptions) *beneath { return nil }
 
 func (*beneath) open(string) (*LocalFile, fileInfo, bool, error) { return nil, fileInfo{}, false, nil }
 
