@@ -42,9 +42,11 @@ func KeepOpen(n int) LocalOption { return func(o *localOptions) { o.keepOpen = n
 
 // RecheckKeptAfter lets a kept descriptor be reused without a new look at
 // the file's status for d after the last one, as nginx's
-// open_file_cache_valid does (there 60s). A deleted or replaced object
-// may then be served for up to d after the change; always the whole of
-// the old file, never a mix. 0, the default, checks on every reuse.
+// open_file_cache_valid does (there 60s). An object another process
+// deletes or replaces may then be served for up to d after the change,
+// always the whole of the old file, never a mix; this Local's own Put,
+// Rename and Delete take effect at once. 0, the default, checks on every
+// reuse.
 func RecheckKeptAfter(d time.Duration) LocalOption {
 	return func(o *localOptions) { o.recheckKept = d }
 }
@@ -273,6 +275,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, _ string) (Obj
 		_ = l.root.Remove(tmp)
 		return Object{}, fmt.Errorf("storage: cannot commit %s: %w", key, err)
 	}
+	l.beneath.forget(key)
 	l.syncDir(dir)
 	return l.Stat(ctx, key)
 }
@@ -321,6 +324,8 @@ func (l *Local) Rename(_ context.Context, from, to string) error {
 	if err := l.root.Rename(from, to); err != nil {
 		return mapFSError(err)
 	}
+	l.beneath.forget(from)
+	l.beneath.forget(to)
 	l.syncDir(path.Dir(to))
 	l.removeEmptyParents(from)
 	return nil
@@ -334,6 +339,7 @@ func (l *Local) Delete(_ context.Context, key string) error {
 	if err := l.root.Remove(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("storage: cannot delete %s: %w", key, err)
 	}
+	l.beneath.forget(key)
 	l.removeEmptyParents(key)
 	return nil
 }

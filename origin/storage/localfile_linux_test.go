@@ -193,6 +193,35 @@ func TestKeptFiles(t *testing.T) {
 		}
 	})
 
+	// What this Local itself writes is seen at once, however long kept
+	// files are trusted: Put reports the new object, not the kept one.
+	t.Run("own writes", func(t *testing.T) {
+		l := keeping(t, 4, RecheckKeptAfter(time.Hour))
+		put(t, l, "hls/a.m4s", 50_000)
+		readAll(t, l, "hls/a.m4s")
+		a2 := make([]byte, 40_000)
+		_, _ = rand.Read(a2)
+		obj, err := l.Put(t.Context(), "hls/a.m4s", bytes.NewReader(a2), "")
+		require.NoError(t, err)
+		assert.EqualValues(t, len(a2), obj.Size)
+		got, _ := readAll(t, l, "hls/a.m4s")
+		assert.Equal(t, a2, got)
+
+		put(t, l, "hls/b.m4s", 30_000)
+		readAll(t, l, "hls/b.m4s") // kept, and then renamed over
+		require.NoError(t, l.Rename(t.Context(), "hls/a.m4s", "hls/b.m4s"))
+		_, _, err = l.OpenFile("hls/a.m4s")
+		assert.ErrorIs(t, err, ErrNotFound, "renamed away")
+		got, _ = readAll(t, l, "hls/b.m4s")
+		assert.Equal(t, a2, got)
+
+		require.NoError(t, l.Delete(t.Context(), "hls/b.m4s"))
+		_, _, err = l.OpenFile("hls/b.m4s")
+		assert.ErrorIs(t, err, ErrNotFound, "deleted")
+		assert.Zero(t, l.Kept())
+		require.NoError(t, l.Close())
+	})
+
 	t.Run("eviction", func(t *testing.T) {
 		l := keeping(t, 1)
 		a := put(t, l, "hls/a.m4s", 50_000)

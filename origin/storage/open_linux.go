@@ -111,6 +111,14 @@ func fstat(fd int) (fileInfo, uint64, error) {
 	}, uint64(st.Nlink), nil
 }
 
+// forget drops what is kept for key, which this process has just
+// replaced or deleted, so that its next read does not wait for a recheck.
+func (b *beneath) forget(key string) {
+	if b != nil && b.kept != nil {
+		b.kept.forget(key)
+	}
+}
+
 func (b *beneath) keptCount() int {
 	if b == nil || b.kept == nil {
 		return 0
@@ -165,6 +173,16 @@ func (k *keptFiles) put(key string, sf *sharedFile) {
 		}
 	}
 	k.files[key] = sf
+}
+
+// forget drops whatever is kept for key.
+func (k *keptFiles) forget(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if sf, ok := k.files[key]; ok {
+		delete(k.files, key)
+		sf.release()
+	}
 }
 
 // drop forgets sf if it is still what is kept for key.

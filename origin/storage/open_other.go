@@ -10,6 +10,8 @@ func newBeneath(string, localOptions) *beneath { return nil }
 
 func (*beneath) open(string) (*LocalFile, fileInfo, bool, error) { return nil, fileInfo{}, false, nil }
 
+func (*beneath) forget(string) {}
+
 func (*beneath) keptCount() int { return 0 }
 
 func (*beneath) close() {}
