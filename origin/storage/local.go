@@ -35,9 +35,9 @@ type localOptions struct {
 
 // KeepOpen keeps up to n descriptors of recently read objects open for
 // the next reads of the same keys, as nginx's open_file_cache does (Linux
-// only; 0, the default, keeps none). A reuse checks the file's status
-// (see RecheckKeptAfter), so a deleted or replaced object is not served
-// from a kept descriptor.
+// only; 0, the default, keeps none). Reuses check the file's status, at
+// most every RecheckKeptAfter, so a deleted or replaced object stops being
+// served from a kept descriptor.
 func KeepOpen(n int) LocalOption { return func(o *localOptions) { o.keepOpen = n } }
 
 // RecheckKeptAfter lets a kept descriptor be reused without a new look at
