@@ -148,8 +148,26 @@ func run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("ORIGIN_ADDR: %w", err)
 	}
+	var files syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &files); err == nil {
+		if need := descriptorsNeeded(cfg.MaxConns, cfg.OpenFiles); files.Cur < need {
+			// nginx warns the same way when worker_connections exceed it:
+			// the origin works until the load reaches the limit, and then
+			// fails accepts and opens.
+			log.Warn("the open-file limit is below what ORIGIN_MAX_CONNS and ORIGIN_OPEN_FILES may hold open; raise it (LimitNOFILE=, ulimit -n) or lower them",
+				"limit", files.Cur, "needed", need)
+		}
+	}
 	log.Info("origin listening", "addr", ln.Addr().String(), "auth", sconf.Auth, "storage", cfg.TrackStorageBackend)
 	return ops.Serve(ctx, srv.HTTPServer(), srv.Listener(ln), 10*time.Second)
+}
+
+// descriptorsNeeded is what the origin may hold open at once: one
+// descriptor per connection and per kept file, and a margin for the
+// listener, the poller, files read while the kept ones are all in use,
+// and connections to S3.
+func descriptorsNeeded(maxConns, openFiles int) uint64 {
+	return uint64(maxConns) + uint64(openFiles) + 128
 }
 
 func trimAll(ss []string) []string {

@@ -3,8 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -49,4 +54,32 @@ func TestAuthDefaults(t *testing.T) {
 	assert.Equal(t, "token", string((&Config{}).auth()))
 	assert.Equal(t, "header", string((&Config{CDNEnabled: true}).auth()))
 	assert.Equal(t, "none", string((&Config{Auth: "none", CDNEnabled: true}).auth()))
+}
+
+// A configuration that may hold more descriptors open than the process
+// may have is warned about at start, as nginx does.
+func TestWarnsOfTooFewDescriptors(t *testing.T) {
+	var files syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &files))
+	if files.Cur > 1<<40 {
+		t.Skip("no open-file limit to fall short of")
+	}
+	t.Setenv("ORIGIN_AUTH", "none")
+	t.Setenv("ORIGIN_ADDR", "127.0.0.1:0")
+	t.Setenv("STORAGE_DIR", t.TempDir())
+	t.Setenv("ORIGIN_MAX_CONNS", strconv.FormatUint(files.Cur, 10))
+
+	// A file takes the log from the server's goroutines safely.
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	require.NoError(t, err)
+	defer logFile.Close()
+	logged := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, logFile) }()
+	require.Eventually(t, func() bool { return strings.Contains(logged(), "origin listening") }, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	assert.Contains(t, logged(), "the open-file limit is below what ORIGIN_MAX_CONNS and ORIGIN_OPEN_FILES may hold open")
+	assert.Contains(t, logged(), `"needed":`+strconv.FormatUint(files.Cur+1000+128, 10))
 }
