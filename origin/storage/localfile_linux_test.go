@@ -3,9 +3,13 @@ package storage
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,4 +260,67 @@ func TestKeptFiles(t *testing.T) {
 		fd2, _, _ := f2.Section()
 		assert.NotEqual(t, fd1, fd2)
 	})
+}
+
+// Readers that share kept descriptors while the object is replaced and
+// deleted under them each read one whole version, never a mix of two
+// and never a short one: the promise RecheckKeptAfter rests on.
+func TestKeptFilesUnderConcurrentWrites(t *testing.T) {
+	l, err := NewLocal(t.TempDir(), KeepOpen(4), RecheckKeptAfter(time.Millisecond))
+	require.NoError(t, err)
+	defer l.Close()
+	if l.beneath == nil {
+		t.Skip("no openat2 here")
+	}
+	const key = "hls/a.m4s"
+	versions := make([][]byte, 4)
+	for i := range versions {
+		versions[i] = make([]byte, 20_000+i*7_000)
+		_, _ = rand.Read(versions[i])
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				f, obj, err := l.OpenFile(key)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if !assert.NoError(t, err) {
+					return
+				}
+				got, err := io.ReadAll(f)
+				f.Close()
+				if !assert.NoError(t, err) {
+					return
+				}
+				assert.Len(t, got, int(obj.Size), "the size read with the descriptor")
+				assert.True(t, slices.ContainsFunc(versions, func(v []byte) bool { return bytes.Equal(v, got) }),
+					"one whole version (%d bytes)", len(got))
+				reads.Add(1)
+			}
+		}()
+	}
+	for i := range 200 {
+		if i%10 == 9 {
+			require.NoError(t, l.Delete(t.Context(), key))
+		} else {
+			_, err := l.Put(t.Context(), key, bytes.NewReader(versions[i%len(versions)]), "")
+			require.NoError(t, err)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	close(stop)
+	wg.Wait()
+	assert.Positive(t, reads.Load())
 }
