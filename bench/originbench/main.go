@@ -5,7 +5,7 @@
 // Two workloads: ~100 KB HLS segments (50 of them, cycled), and 1 MiB
 // ranges of a 10 MiB original at random 1 MiB boundaries.
 //
-//	go run ./bench/originbench [-rounds 3] [-duration 8s] [-connections 64] [-procs N] [-pin]
+//	go run ./bench/originbench [-rounds 3] [-duration 8s] [-connections 64] [-procs N] [-pin] [-floor]
 //
 // nginx is Debian's, run as a child with its own configuration: sendfile,
 // tcp_nopush, open_file_cache, no access log, a worker per core (-procs:
@@ -17,6 +17,11 @@
 // were shared. -pin puts the servers and wrk on separate halves of the
 // CPUs; on 2 cores wrk then has one, and is itself the limit, so read
 // the server CPU per request there.
+//
+// -floor adds a third server: the least Go can do with the same system
+// calls, no HTTP library (floor.go). The origin's ratio to it is what the
+// origin itself costs; its ratio to nginx is what Go's runtime costs on
+// the machine.
 package main
 
 import (
@@ -60,6 +65,7 @@ func run() error {
 	pin := flag.Bool("pin", false, "run the servers on the first half of the CPUs and wrk on the rest (taskset)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the origin's runs to this file")
 	openFiles := flag.Int("open-files", 1000, "descriptors the origin keeps open between reads (ORIGIN_OPEN_FILES; nginx runs with open_file_cache)")
+	withFloor := flag.Bool("floor", false, "also measure the least a Go server can do with the same system calls (no HTTP library): what the origin costs beyond it is its own, and what it costs beyond nginx is Go's")
 	openFilesValid := flag.Duration("open-files-valid", time.Second, "how long the origin reuses a kept descriptor before it checks the file again (ORIGIN_OPEN_FILES_VALID; nginx's open_file_cache_valid is 60s)")
 	flag.Parse()
 	if err := loadcmp.Check(); err != nil {
@@ -99,6 +105,15 @@ func run() error {
 		return err
 	}
 	defer stopOrigin()
+	targets := []struct{ name, addr string }{{"nginx", ""}, {"origin", originAddr}}
+	if *withFloor {
+		floorAddr, stopFloor, err := startFloor(root)
+		if err != nil {
+			return err
+		}
+		defer stopFloor()
+		targets = append(targets, struct{ name, addr string }{"floor", floorAddr})
+	}
 	var serverCPUs, wrkCPUs string
 	if *pin {
 		n := runtime.NumCPU()
@@ -118,6 +133,7 @@ func run() error {
 		return err
 	}
 	defer stopNginx()
+	targets[0].addr = nginxAddr
 	if *pin {
 		// The origin runs in this process; wrk is started pinned apart.
 		if err := loadcmp.Pin(serverCPUs, append([]int{os.Getpid(), nginxPID}, childPIDs(nginxPID)...)...); err != nil {
@@ -130,6 +146,7 @@ func run() error {
 	pids := map[string]func() []int{
 		"nginx":  func() []int { return append([]int{nginxPID}, childPIDs(nginxPID)...) },
 		"origin": func() []int { return []int{os.Getpid()} },
+		"floor":  func() []int { return []int{os.Getpid()} },
 	}
 
 	segScript, err := loadcmp.Script(segmentsLua(objects.Segments))
@@ -148,7 +165,7 @@ func run() error {
 		cpuPerReq := map[string][]float64{}
 		load := loadcmp.Options{Threads: *threads, Connections: *conns, Duration: *duration, Script: w.script, CPUs: wrkCPUs}
 		for r := 0; r < *rounds; r++ {
-			for _, target := range []struct{ name, addr string }{{"nginx", nginxAddr}, {"origin", originAddr}} {
+			for _, target := range targets {
 				if target.name == "origin" && *cpuProfile != "" {
 					f, err := os.Create(fmt.Sprintf("%s.%d.%d", *cpuProfile, wi, r))
 					if err != nil {
@@ -183,7 +200,13 @@ func run() error {
 		fmt.Printf("\n%s: medians of %d rounds, %d connections, %d wrk threads, %s each\n", w.name, *rounds, *conns, *threads, *duration)
 		fmt.Printf("  nginx  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req\n", n.RPS, n.P99, medianOf(cpuPerReq["nginx"]))
 		fmt.Printf("  origin %9.0f req/s  p99 %-8s server CPU %5.1f µs/req\n", o.RPS, o.P99, medianOf(cpuPerReq["origin"]))
-		fmt.Printf("  ratio  %9.2f  (target >= 1.00)\n\n", o.RPS/n.RPS)
+		fmt.Printf("  ratio  %9.2f  (target >= 1.00)\n", o.RPS/n.RPS)
+		if *withFloor {
+			f := loadcmp.Median(results["floor"])
+			fmt.Printf("  floor  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  (origin/floor %.2f, floor/nginx %.2f)\n",
+				f.RPS, f.P99, medianOf(cpuPerReq["floor"]), o.RPS/f.RPS, f.RPS/n.RPS)
+		}
+		fmt.Println()
 	}
 	return nil
 }
