@@ -25,18 +25,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -50,13 +53,18 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	// An interrupted run still stops what it started (nginx, in its own
+	// process group, would outlive it otherwise) and removes its files.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "originbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(ctx context.Context) error {
 	rounds := flag.Int("rounds", 3, "rounds per target and workload")
 	duration := flag.Duration("duration", 8*time.Second, "length of one wrk run")
 	conns := flag.Int("connections", 64, "concurrent connections")
@@ -175,7 +183,7 @@ func run() error {
 				}
 				cpuBefore := cpuSeconds(pids[target.name]())
 				softBefore := softirqSeconds()
-				res, err := loadcmp.Run("http://"+target.addr, load)
+				res, err := loadcmp.Run(ctx, "http://"+target.addr, load)
 				cpu := cpuSeconds(pids[target.name]()) - cpuBefore
 				soft := softirqSeconds() - softBefore
 				if target.name == "origin" && *cpuProfile != "" {

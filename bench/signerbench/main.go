@@ -17,7 +17,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -35,13 +37,18 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	// An interrupted run still stops what it started (nginx, in its own
+	// process group, would outlive it otherwise) and removes its files.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "signerbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(ctx context.Context) error {
 	rounds := flag.Int("rounds", 3, "rounds per target")
 	duration := flag.Duration("duration", 8*time.Second, "length of one wrk run")
 	conns := flag.Int("connections", 64, "concurrent connections")
@@ -51,7 +58,6 @@ func run() error {
 	if err := loadcmp.Check(); err != nil {
 		return err
 	}
-	ctx := context.Background()
 
 	cluster, stop, err := pgcluster.StartTemp(ctx)
 	if err != nil {
@@ -88,7 +94,7 @@ func run() error {
 	defer os.Remove(script)
 
 	fmt.Printf("warming up the signer's cache with %d tracks\n", len(ids))
-	if _, err := loadcmp.Run("http://"+signerAddr, loadcmp.Options{Threads: 2, Connections: 16, Duration: 3 * time.Second, Script: script}); err != nil {
+	if _, err := loadcmp.Run(ctx, "http://"+signerAddr, loadcmp.Options{Threads: 2, Connections: 16, Duration: 3 * time.Second, Script: script}); err != nil {
 		return err
 	}
 
@@ -96,7 +102,7 @@ func run() error {
 	load := loadcmp.Options{Threads: *threads, Connections: *conns, Duration: *duration, Script: script}
 	for r := 0; r < *rounds; r++ {
 		for _, target := range []struct{ name, addr string }{{"bare302", bareAddr}, {"signer", signerAddr}} {
-			res, err := loadcmp.Run("http://"+target.addr, load)
+			res, err := loadcmp.Run(ctx, "http://"+target.addr, load)
 			if err != nil {
 				return err
 			}

@@ -60,17 +60,20 @@ var (
 	transferRe = regexp.MustCompile(`Transfer/sec:\s+(\S+)`)
 )
 
-// Run loads url.
-func Run(url string, o Options) (Result, error) {
+// Run loads url; cancelling ctx stops wrk.
+func Run(ctx context.Context, url string, o Options) (Result, error) {
 	args := []string{"-t", strconv.Itoa(o.Threads), "-c", strconv.Itoa(o.Connections), "-d", o.Duration.String(), "--latency"}
 	if o.Script != "" {
 		args = append(args, "-s", o.Script)
 	}
-	cmd := exec.Command("wrk", append(args, url)...)
+	cmd := exec.CommandContext(ctx, "wrk", append(args, url)...)
 	if o.CPUs != "" {
-		cmd = exec.Command("taskset", append([]string{"-c", o.CPUs, "wrk"}, append(args, url)...)...)
+		cmd = exec.CommandContext(ctx, "taskset", append([]string{"-c", o.CPUs, "wrk"}, append(args, url)...)...)
 	}
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return Result{}, ctx.Err()
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("wrk: %w: %s", err, out)
 	}
