@@ -44,19 +44,7 @@ func (b *beneath) open(key string) (f *LocalFile, fi fileInfo, ok bool, err erro
 	}
 	if b.kept != nil {
 		if sf := b.kept.get(key); sf != nil {
-			// Within the recheck interval the descriptor is trusted: on
-			// the hot path this fstat was one system call in five.
-			since := time.Since(b.start)
-			if b.recheck > 0 && since-time.Duration(sf.checked.Load()) < b.recheck {
-				return &LocalFile{fd: sf.fd, shared: sf, reused: true}, sf.info, true, nil
-			}
-			// One fstat instead of openat2 and close, and it tells whether
-			// the descriptor still shows the object: playgate replaces an
-			// object by renaming a new file over it and deletes it by
-			// unlinking, and either leaves the kept inode with no link.
-			now, links, err := fstat(sf.fd)
-			if err == nil && links > 0 && now == sf.info {
-				sf.checked.Store(int64(since))
+			if b.current(sf) {
 				return &LocalFile{fd: sf.fd, shared: sf, reused: true}, sf.info, true, nil
 			}
 			b.kept.drop(key, sf)
@@ -97,6 +85,27 @@ func (b *beneath) open(key string) (f *LocalFile, fi fileInfo, ok bool, err erro
 		}
 		return nil, fileInfo{}, true, &os.PathError{Op: "openat2", Path: key, Err: err}
 	}
+}
+
+// current reports whether the kept sf still shows its object. Within the
+// recheck interval it is trusted: on the hot path the fstat was one
+// system call in five. Otherwise one fstat, instead of openat2 and close,
+// tells: playgate replaces an object by renaming a new file over it and
+// deletes it by unlinking, and either leaves the kept inode with no link.
+func (b *beneath) current(sf *sharedFile) bool {
+	var now time.Duration
+	if b.recheck > 0 {
+		now = time.Since(b.start)
+		if now-time.Duration(sf.checked.Load()) < b.recheck {
+			return true
+		}
+	}
+	fi, links, err := fstat(sf.fd)
+	if err != nil || links == 0 || fi != sf.info {
+		return false
+	}
+	sf.checked.Store(int64(now))
+	return true
 }
 
 func fstat(fd int) (fileInfo, uint64, error) {
