@@ -66,10 +66,11 @@ func Run(ctx context.Context, url string, o Options) (Result, error) {
 	if o.Script != "" {
 		args = append(args, "-s", o.Script)
 	}
-	cmd := exec.CommandContext(ctx, "wrk", append(args, url)...)
+	name, argv := "wrk", append(args, url)
 	if o.CPUs != "" {
-		cmd = exec.CommandContext(ctx, "taskset", append([]string{"-c", o.CPUs, "wrk"}, append(args, url)...)...)
+		name, argv = "taskset", append([]string{"-c", o.CPUs, "wrk"}, argv...)
 	}
+	cmd := exec.CommandContext(ctx, name, argv...)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		return Result{}, ctx.Err()
