@@ -37,8 +37,9 @@ import (
 )
 
 func main() {
-	// An interrupted run still stops what it started (nginx, in its own
-	// process group, would outlive it otherwise) and removes its files.
+	// An interrupted run still stops what it started (its PostgreSQL
+	// cluster, which pg_ctl runs apart, would outlive it otherwise) and
+	// removes its files.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx)
 	stop()
