@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +33,8 @@ import (
 func memoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench memory", flag.ContinueOnError)
 	n := fs.Int("tracks", 1_000_000, "tracks to cache")
-	cacheBytes := fs.Int64("cache-bytes", 512<<20, "SIGNER_CACHE_BYTES for the run")
+	cacheBytes := fs.Int64("cache-bytes", 256<<20, "SIGNER_CACHE_BYTES for the run (the signer's default)")
+	heapProfile := fs.String("memprofile", "", "write a heap profile of the filled cache to this file (go tool pprof -sample_index=inuse_space)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,25 +50,34 @@ func memoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := schema.Migrate(ctx, conn); err != nil {
 		return err
 	}
+	// The inserts are this tool's, not the signer's: they run without the
+	// memory limit the environment sets for the fill (GOMEMLIMIT), and
+	// stream their rows rather than hold a million of them.
+	limit := debug.SetMemoryLimit(math.MaxInt64)
 	fmt.Fprintf(stderr, "inserting %d tracks\n", *n)
 	ids := make([]uuid.UUID, *n)
-	rows := make([][]any, 0, *n)
 	now := time.Now()
-	for i := range ids {
-		ids[i] = uuid.Must(uuid.NewV7())
-		sum := fmt.Sprintf("%064x", i+1)
-		key := "tracks/" + ids[i].String() + "/" + sum + ".mp3"
-		rows = append(rows, []any{ids[i], "user-" + strconv.Itoa(i%50_000), "Track " + strconv.Itoa(i), "Artist",
+	inserted := 0
+	next := func() ([]any, error) {
+		if inserted == len(ids) {
+			return nil, nil
+		}
+		ids[inserted] = uuid.Must(uuid.NewV7())
+		sum := fmt.Sprintf("%064x", inserted+1)
+		key := "tracks/" + ids[inserted].String() + "/" + sum + ".mp3"
+		row := []any{ids[inserted], "user-" + strconv.Itoa(inserted%50_000), "Track " + strconv.Itoa(inserted), "Artist",
 			"public", int64(0), "local", key, "audio/mpeg", int64(5 << 20), sum,
-			"ready", "hls/" + ids[i].String() + "/" + sum[:16], now, now})
+			"ready", "hls/" + ids[inserted].String() + "/" + sum[:16], now, now}
+		inserted++
+		return row, nil
 	}
 	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"tracks"}, []string{"id", "owner_id", "title", "artist", "visibility",
 		"price_cents", "storage_backend", "object_key", "content_type", "size_bytes", "sha256", "hls_status", "hls_prefix",
-		"created_at", "updated_at"}, pgx.CopyFromRows(rows)); err != nil {
+		"created_at", "updated_at"}, pgx.CopyFromFunc(next)); err != nil {
 		return err
 	}
 	conn.Close(ctx)
-	rows = nil
+	debug.SetMemoryLimit(limit)
 
 	pool, err := pgxpool.New(ctx, cluster.AdminURL())
 	if err != nil {
@@ -81,14 +93,22 @@ func memoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer cache.Close()
 	start := time.Now()
+	// What a serving signer is resident at is what the fill reaches with
+	// the garbage collector left to itself (GOGC, GOMEMLIMIT), not what
+	// readMem reports after forcing a collection.
+	var peakRSS uint64
 	for i, id := range ids {
 		if _, err := cache.Track(ctx, id); err != nil {
 			return err
+		}
+		if i%10_000 == 0 {
+			peakRSS = max(peakRSS, residentBytes())
 		}
 		if i%100_000 == 0 {
 			fmt.Fprintf(stderr, "\rfilled %d", i)
 		}
 	}
+	peakRSS = max(peakRSS, residentBytes())
 	fmt.Fprintf(stderr, "\rfilled %d in %s\n", len(ids), time.Since(start).Round(time.Second))
 	// Count the cached entries: a second pass counts the cache's hits.
 	hitCounter := set.GetOrCreateCounter(`playgate_signer_cache_requests_total{cache="tracks",result="hit"}`)
@@ -99,11 +119,30 @@ func memoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	after := readMem()
+	if *heapProfile != "" {
+		if err := writeHeapProfile(*heapProfile); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(stdout, "tracks %d, of which cached after the fill: %d (cache hits on a second pass)\n", len(ids), hitCounter.Get()-hitsBefore)
 	fmt.Fprintf(stdout, "process RSS %d MiB (before the cache: %d MiB), Go heap in use %d MiB (before: %d MiB)\n",
 		after.rss>>20, before.rss>>20, after.heap>>20, before.heap>>20)
 	fmt.Fprintf(stdout, "the ids slice this tool holds is %d MiB of that\n", (len(ids)*16)>>20)
+	fmt.Fprintf(stdout, "peak RSS while filling, without forced collections: %d MiB (GOGC %s, GOMEMLIMIT %s)\n",
+		peakRSS>>20, envOr("GOGC", "100"), envOr("GOMEMLIMIT", "off"))
 	return nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 type mem struct{ rss, heap uint64 }
@@ -114,14 +153,27 @@ func readMem() mem {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	m := mem{heap: ms.HeapInuse}
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-				kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-				m.rss = kb << 10
-			}
+	return mem{heap: ms.HeapInuse, rss: residentBytes()}
+}
+
+// residentBytes is this process's VmRSS.
+func residentBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
 		}
 	}
-	return m
+	return 0
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
 }
