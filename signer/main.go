@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -93,6 +94,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	}
 	defer read.Close()
 
+	warnAboutMemory(log, cfg.CacheBytes, debug.SetMemoryLimit(-1), cgroupMemoryLimit("/proc/self/cgroup", "/sys/fs/cgroup"))
 	set := metrics.NewSet()
 	cache, err := trackcache.New(trackcache.Config{
 		MaxBytes: cfg.CacheBytes, NegativeTTL: cfg.NegativeTTL, GrantTTL: cfg.GrantTTL,

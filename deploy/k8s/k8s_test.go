@@ -3,14 +3,19 @@ package k8s
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/playgate/playgate/signer/trackcache"
 )
 
 type object struct {
@@ -94,6 +99,7 @@ func TestManifests(t *testing.T) {
 				assert.Equal(t, "/healthz", get(c, "livenessProbe", "httpGet", "path"), name)
 				assert.Equal(t, "/readyz", get(c, "readinessProbe", "httpGet", "path"), name)
 			}
+			checkMemoryLimits(t, name, c)
 			from, _ := get(c, "envFrom").([]any)
 			for _, f := range from {
 				if cm := get(f, "configMapRef", "name"); cm != nil {
@@ -134,4 +140,60 @@ func TestManifests(t *testing.T) {
 	for _, k := range []string{"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget"} {
 		assert.Positive(t, kinds[k], "a %s is defined", k)
 	}
+}
+
+// checkMemoryLimits: a Go process knows nothing of its container's memory
+// limit, and by default lets its heap grow to twice what is live between
+// collections. So every container sets GOMEMLIMIT, with room below the
+// limit for what is not Go heap; and the signer's cache, full, leaves the
+// collector room below GOMEMLIMIT, or it would collect without pause.
+func checkMemoryLimits(t *testing.T, name string, container any) {
+	t.Helper()
+	limit, err := kubeQuantity(fmt.Sprint(get(container, "resources", "limits", "memory")))
+	require.NoError(t, err, name)
+	env := map[string]string{}
+	list, _ := get(container, "env").([]any)
+	for _, e := range list {
+		env[fmt.Sprint(get(e, "name"))] = fmt.Sprint(get(e, "value"))
+	}
+	goLimit, err := goMemLimit(env["GOMEMLIMIT"])
+	require.NoError(t, err, "%s: GOMEMLIMIT", name)
+	assert.LessOrEqual(t, goLimit, limit*9/10, "%s: GOMEMLIMIT leaves a tenth of the memory limit to what is not heap", name)
+	if name == "playgate-signer" {
+		cache, err := strconv.ParseInt(env["SIGNER_CACHE_BYTES"], 10, 64)
+		require.NoError(t, err, "%s: SIGNER_CACHE_BYTES is set beside GOMEMLIMIT", name)
+		assert.LessOrEqual(t, int64(float64(cache)*trackcache.HeapPerByte), goLimit*4/5,
+			"%s: a full cache of %d bytes fits in four fifths of GOMEMLIMIT", name, cache)
+	}
+}
+
+// kubeQuantity parses the binary-suffixed memory quantities the
+// manifests use (Ki, Mi, Gi).
+func kubeQuantity(q string) (int64, error) {
+	return withUnit(q, []unit{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}})
+}
+
+// goMemLimit parses GOMEMLIMIT as the Go runtime does (KiB, MiB, GiB, B).
+func goMemLimit(v string) (int64, error) {
+	return withUnit(v, []unit{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}})
+}
+
+type unit struct {
+	suffix string
+	bytes  int64
+}
+
+// withUnit parses a number followed by the first of units it ends with
+// (so list "MiB" before "B").
+func withUnit(v string, units []unit) (int64, error) {
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			i, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%q: %w", v, err)
+			}
+			return i * u.bytes, nil
+		}
+	}
+	return 0, fmt.Errorf("%q: no unit of %v", v, units)
 }
