@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	runtimemetrics "runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -125,8 +126,8 @@ func memoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	fmt.Fprintf(stdout, "tracks %d, of which cached after the fill: %d (cache hits on a second pass)\n", len(ids), hitCounter.Get()-hitsBefore)
-	fmt.Fprintf(stdout, "process RSS %d MiB (before the cache: %d MiB), Go heap in use %d MiB (before: %d MiB)\n",
-		after.rss>>20, before.rss>>20, after.heap>>20, before.heap>>20)
+	fmt.Fprintf(stdout, "process RSS %d MiB (before the cache: %d MiB), Go heap in use %d MiB (before: %d MiB), live heap %d MiB (before: %d MiB)\n",
+		after.rss>>20, before.rss>>20, after.heap>>20, before.heap>>20, after.live>>20, before.live>>20)
 	fmt.Fprintf(stdout, "the ids slice this tool holds is %d MiB of that\n", (len(ids)*16)>>20)
 	fmt.Fprintf(stdout, "peak RSS while filling, without forced collections: %d MiB (GOGC %s, GOMEMLIMIT %s)\n",
 		peakRSS>>20, envOr("GOGC", "100"), envOr("GOMEMLIMIT", "off"))
@@ -145,7 +146,10 @@ func writeHeapProfile(path string) error {
 	return f.Close()
 }
 
-type mem struct{ rss, heap uint64 }
+// rss is resident memory; heap the heap's spans in use, which include
+// the free slots beside live objects; live what the last collection
+// found reachable, the cache's own size.
+type mem struct{ rss, heap, live uint64 }
 
 // readMem returns freed memory to the system first, so that RSS shows
 // what is live rather than what the tool's inserts once needed.
@@ -153,7 +157,9 @@ func readMem() mem {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return mem{heap: ms.HeapInuse, rss: residentBytes()}
+	live := []runtimemetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	runtimemetrics.Read(live)
+	return mem{heap: ms.HeapInuse, rss: residentBytes(), live: live[0].Value.Uint64()}
 }
 
 // residentBytes is this process's VmRSS.

@@ -334,7 +334,7 @@ func (s *Server) resolve(ctx *fasthttp.RequestCtx) (*trackcache.Track, string, b
 		notFound(ctx)
 		return nil, "", false
 	}
-	if t.Visibility == trackcache.Private && user != t.Owner {
+	if t.Visibility == trackcache.Private && user != t.Owner() {
 		share := ctx.QueryArgs().Peek("share")
 		if !catalog.ValidShareTokenSyntax(string(share)) {
 			notFound(ctx)
@@ -654,7 +654,7 @@ func (s *Server) download(ctx *fasthttp.RequestCtx) {
 	if !hasAudio(ctx, t) {
 		return
 	}
-	if t.PriceCents > 0 && user != t.Owner {
+	if t.Paid && user != t.Owner() {
 		licensed := false
 		if user != "" {
 			var err error
