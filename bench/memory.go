@@ -34,7 +34,7 @@ import (
 func memoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench memory", flag.ContinueOnError)
 	n := fs.Int("tracks", 1_000_000, "tracks to cache")
-	cacheBytes := fs.Int64("cache-bytes", 256<<20, "SIGNER_CACHE_BYTES for the run (the signer's default)")
+	cacheBytes := fs.Int64("cache-bytes", 320<<20, "SIGNER_CACHE_BYTES for the run (the signer's default)")
 	heapProfile := fs.String("memprofile", "", "write a heap profile of the filled cache to this file (go tool pprof -sample_index=inuse_space)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -50,7 +50,7 @@ type Config struct {
 	// Storage, to read HLS master playlists for /master.m3u8.
 	storage.Env
 
-	CacheBytes  int64         `envconfig:"SIGNER_CACHE_BYTES" default:"268435456"`
+	CacheBytes  int64         `envconfig:"SIGNER_CACHE_BYTES" default:"335544320"`
 	NegativeTTL time.Duration `envconfig:"SIGNER_NEGATIVE_TTL" default:"10s"`
 	GrantTTL    time.Duration `envconfig:"SIGNER_GRANT_TTL" default:"5m"`
 

@@ -16,19 +16,20 @@ import (
 func TestWarnAboutMemory(t *testing.T) {
 	const mib = 1 << 20
 	const none = math.MaxInt64
+	const defaultCache = 320 * mib // SIGNER_CACHE_BYTES's default
 	for _, c := range []struct {
 		name                string
 		cache, goLimit, cg  int64
 		wantGOMEMLIMIT      bool // the warning that GOMEMLIMIT is missing
 		wantCacheTooBigWarn bool
 	}{
-		{"no limits at all", 256 * mib, none, 0, false, false},
-		{"the shipped manifest", 256 * mib, 560 * mib, 640 * mib, false, false},
-		{"container limit, no GOMEMLIMIT", 256 * mib, none, 640 * mib, true, false},
-		{"the old manifest: 512Mi, no GOMEMLIMIT", 256 * mib, none, 512 * mib, true, true},
-		{"GOMEMLIMIT too low for the cache", 256 * mib, 448 * mib, 0, false, true},
-		{"a container limit lower than GOMEMLIMIT counts", 256 * mib, 1024 * mib, 448 * mib, false, true},
-		{"a cache doubled in the same container", 512 * mib, 560 * mib, 640 * mib, false, true},
+		{"no limits at all", defaultCache, none, 0, false, false},
+		{"the shipped manifest", defaultCache, 600 * mib, 704 * mib, false, false},
+		{"container limit, no GOMEMLIMIT", defaultCache, none, 704 * mib, true, false},
+		{"the old manifest: 512Mi, no GOMEMLIMIT", defaultCache, none, 512 * mib, true, true},
+		{"GOMEMLIMIT too low for the cache", defaultCache, 448 * mib, 0, false, true},
+		{"a container limit lower than GOMEMLIMIT counts", defaultCache, 1024 * mib, 448 * mib, false, true},
+		{"a cache doubled in the same container", 2 * defaultCache, 600 * mib, 704 * mib, false, true},
 		{"a small cache in a small container", 16 * mib, 96 * mib, 128 * mib, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {

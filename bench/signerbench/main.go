@@ -153,7 +153,7 @@ func seed(ctx context.Context, url string, n int) ([]string, error) {
 func startSigner(ctx context.Context, pool *pgxpool.Pool) (string, func(), error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	set := metrics.NewSet()
-	cache, err := trackcache.New(trackcache.Config{MaxBytes: 256 << 20, NegativeTTL: 10 * time.Second, GrantTTL: time.Minute}, pool, log, set)
+	cache, err := trackcache.New(trackcache.Config{MaxBytes: 320 << 20, NegativeTTL: 10 * time.Second, GrantTTL: time.Minute}, pool, log, set)
 	if err != nil {
 		return "", nil, err
 	}
