@@ -108,8 +108,11 @@ func start() (*Server, func(), error) {
 	var logBuf bytes.Buffer
 	// Metadata goes to a sidecar directory so that the test does not need
 	// a filesystem with extended attributes.
+	// --keep-alive: AWS, R2 and MinIO keep connections open between
+	// requests; without it versitygw closes each one, and a test could
+	// not see whether a client reuses them.
 	cmd := exec.Command(bin, "--access", srv.AccessKey, "--secret", srv.SecretKey,
-		"--region", srv.Region, "--port", addr,
+		"--region", srv.Region, "--port", addr, "--keep-alive",
 		"posix", "--sidecar", filepath.Join(dir, "meta"), filepath.Join(dir, "data"))
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
