@@ -33,6 +33,8 @@ func TestConfigProblems(t *testing.T) {
 			[]string{"ORIGIN_OPEN_FILES must be 0"}},
 		{"negative open files validity", map[string]string{"ORIGIN_TOKEN_KEY": "0123456789abcdef0", "ORIGIN_OPEN_FILES_VALID": "-1s"},
 			[]string{"ORIGIN_OPEN_FILES_VALID must be 0"}},
+		{"negative idle S3 connections", map[string]string{"ORIGIN_TOKEN_KEY": "0123456789abcdef0", "S3_BUCKET": "b", "S3_MAX_IDLE_CONNS": "-1"},
+			[]string{"S3_MAX_IDLE_CONNS must not be negative"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for k, v := range c.env {

@@ -33,6 +33,7 @@ type Env struct {
 	S3AccessKeyID       string `envconfig:"S3_ACCESS_KEY_ID"`
 	S3SecretAccessKey   string `envconfig:"S3_SECRET_ACCESS_KEY"`
 	S3ForcePathStyle    bool   `envconfig:"S3_FORCE_PATH_STYLE"`
+	S3MaxIdleConns      int    `envconfig:"S3_MAX_IDLE_CONNS" default:"256"`
 }
 
 // S3 is the bucket configuration from the environment.
@@ -40,6 +41,7 @@ func (e *Env) S3() S3Config {
 	return S3Config{
 		Endpoint: e.S3Endpoint, Bucket: e.S3Bucket, Region: e.S3Region,
 		AccessKeyID: e.S3AccessKeyID, SecretAccessKey: e.S3SecretAccessKey, ForcePathStyle: e.S3ForcePathStyle,
+		MaxIdleConns: e.S3MaxIdleConns,
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
@@ -32,7 +33,16 @@ type S3Config struct {
 	ForcePathStyle  bool
 	// PartSize is the multipart upload part size (default 8 MiB, min 5 MiB).
 	PartSize int64
+	// MaxIdleConns is how many connections to the bucket's endpoint stay
+	// open between requests (0: DefaultS3MaxIdleConns).
+	MaxIdleConns int
 }
+
+// DefaultS3MaxIdleConns is S3Config.MaxIdleConns's default. The origin
+// turns a CDN's concurrent misses into as many concurrent GETs to one
+// host; the SDK's own default keeps 10 of those connections, so each
+// burst above that paid new TCP and TLS handshakes.
+const DefaultS3MaxIdleConns = 256
 
 // Validate reports every problem with the configuration at once.
 func (c S3Config) Validate() error {
@@ -42,6 +52,9 @@ func (c S3Config) Validate() error {
 	}
 	if c.Region == "" {
 		errs = append(errs, errors.New("S3_REGION is required (R2: auto)"))
+	}
+	if c.MaxIdleConns < 0 {
+		errs = append(errs, fmt.Errorf("S3_MAX_IDLE_CONNS must not be negative, not %d", c.MaxIdleConns))
 	}
 	if c.Endpoint != "" {
 		u, err := url.Parse(c.Endpoint)
@@ -78,6 +91,14 @@ func NewS3Client(ctx context.Context, cfg S3Config) (*s3.Client, error) {
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")))
 	}
+	idle := cfg.MaxIdleConns
+	if idle <= 0 {
+		idle = DefaultS3MaxIdleConns
+	}
+	loadOpts = append(loadOpts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConns = idle
+		tr.MaxIdleConnsPerHost = idle
+	})))
 	awsCfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("storage: cannot load AWS configuration: %w", err)
