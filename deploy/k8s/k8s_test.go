@@ -98,6 +98,14 @@ func TestManifests(t *testing.T) {
 			if name != "playgate-worker" { // the worker serves no HTTP
 				assert.Equal(t, "/healthz", get(c, "livenessProbe", "httpGet", "path"), name)
 				assert.Equal(t, "/readyz", get(c, "readinessProbe", "httpGet", "path"), name)
+				// A server stops accepting at SIGTERM; the pre-stop sleep
+				// covers the time Services take to stop sending it
+				// connections, and the grace period covers the sleep and
+				// the longest drain after it (the api's, 15 s).
+				sleep, _ := get(c, "lifecycle", "preStop", "sleep", "seconds").(int)
+				assert.GreaterOrEqual(t, sleep, 5, "%s: pre-stop sleep", name)
+				grace, _ := get(o.Spec, "template", "spec", "terminationGracePeriodSeconds").(int)
+				assert.GreaterOrEqual(t, grace, sleep+15, "%s: grace period", name)
 			}
 			checkMemoryLimits(t, name, c)
 			from, _ := get(c, "envFrom").([]any)
