@@ -24,6 +24,7 @@ type Config struct {
 
 	UploadMaxBytes  int64         `envconfig:"UPLOAD_MAX_BYTES" default:"1073741824"`
 	UploadTimeout   time.Duration `envconfig:"UPLOAD_TIMEOUT" default:"1h"`
+	UploadSlots     int           `envconfig:"UPLOAD_CONCURRENCY" default:"8"`
 	SignerPublicURL string        `envconfig:"SIGNER_PUBLIC_URL" default:"http://localhost:8081"`
 	CDNProvider     string        `envconfig:"CDN_PROVIDER" default:"bunny"`
 	CDNEnabled      bool          `envconfig:"CDN_ENABLED"`
@@ -66,6 +67,9 @@ func (c *Config) Validate() error {
 	if c.TrackStorageBackend == "s3" && c.UploadMaxBytes > 5<<30 {
 		// Promotion to the content-addressed key is one CopyObject.
 		errs = append(errs, errors.New("UPLOAD_MAX_BYTES is at most 5 GiB with S3 storage"))
+	}
+	if c.UploadSlots < 1 {
+		errs = append(errs, errors.New("UPLOAD_CONCURRENCY must be at least 1"))
 	}
 	if c.WorkerConcurrency < 0 {
 		errs = append(errs, errors.New("WORKER_CONCURRENCY must not be negative"))

@@ -159,10 +159,11 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 		return err
 	}
 	srv, err := httpapi.New(httpapi.Config{
-		UploadMaxBytes: cfg.UploadMaxBytes,
-		UploadTimeout:  cfg.UploadTimeout,
-		SignerURL:      cfg.SignerPublicURL,
-		WriteBackend:   cfg.TrackStorageBackend,
+		UploadMaxBytes:    cfg.UploadMaxBytes,
+		UploadTimeout:     cfg.UploadTimeout,
+		UploadConcurrency: cfg.UploadSlots,
+		SignerURL:         cfg.SignerPublicURL,
+		WriteBackend:      cfg.TrackStorageBackend,
 	}, httpapi.Deps{
 		Store:    store,
 		Backends: backends,

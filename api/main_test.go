@@ -54,13 +54,14 @@ func TestServeReportsEveryConfigProblem(t *testing.T) {
 	t.Setenv("DATABASE_URL", "")
 	t.Setenv("TRACK_STORAGE_BACKEND", "floppy")
 	t.Setenv("UPLOAD_MAX_BYTES", "-1")
+	t.Setenv("UPLOAD_CONCURRENCY", "0")
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"serve"}, &out, &out)
 	require.Error(t, err)
-	for _, want := range []string{"DATABASE_URL is required", "TRACK_STORAGE_BACKEND must be local or s3", "UPLOAD_MAX_BYTES must be positive"} {
+	for _, want := range []string{"DATABASE_URL is required", "TRACK_STORAGE_BACKEND must be local or s3", "UPLOAD_MAX_BYTES must be positive", "UPLOAD_CONCURRENCY must be at least 1"} {
 		assert.Contains(t, err.Error(), want)
 	}
-	assert.Equal(t, 4, strings.Count(err.Error(), "\n")+1, "a heading and one line per problem: %s", err)
+	assert.Equal(t, 5, strings.Count(err.Error(), "\n")+1, "a heading and one line per problem: %s", err)
 }
 
 func TestServeRefusesAShortSecret(t *testing.T) {

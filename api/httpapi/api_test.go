@@ -154,6 +154,40 @@ func TestReplacingAudio(t *testing.T) {
 	assert.Contains(t, h.purger.Paths(), first[0])
 }
 
+// Uploads hold memory until they end (an S3 upload buffers its parts), so
+// one beyond UPLOAD_CONCURRENCY is refused before its body is read, with a
+// 503 and Retry-After; the slot is free again when an upload ends.
+func TestUploadsBeyondTheLimitAreRefused(t *testing.T) {
+	h := newHarness(t, harnessOptions{uploadSlots: 1})
+	audio := audioFixture(t, "long.wav")
+	first, second := h.createTrack("alice", "public", 0), h.createTrack("alice", "public", 0)
+
+	body, sending := io.Pipe()
+	done := make(chan response, 1)
+	go func() {
+		done <- h.do("PUT", "/v1/tracks/"+first.ID.String()+"/audio", "alice", body, "Content-Type", "audio/wav")
+	}()
+	_, err := sending.Write(audio[:len(audio)/2])
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return strings.Contains(string(h.do("GET", "/metrics", "", nil).body), "playgate_api_uploads_in_progress 1")
+	}, 5*time.Second, 10*time.Millisecond, "the first upload holds the only slot")
+
+	r := h.upload("alice", second.ID.String(), audio)
+	assert.Equal(t, "too-many-uploads", r.problemType(t))
+	assert.Equal(t, http.StatusServiceUnavailable, r.status)
+	assert.Equal(t, "10", r.header.Get("Retry-After"))
+
+	_, err = sending.Write(audio[len(audio)/2:])
+	require.NoError(t, err)
+	require.NoError(t, sending.Close())
+	assert.Equal(t, http.StatusOK, (<-done).status, "the upload that held the slot completes")
+	assert.Equal(t, http.StatusOK, h.upload("alice", second.ID.String(), audio).status, "and frees it")
+	var cur catalog.Track
+	h.do("GET", "/v1/tracks/"+second.ID.String(), "alice", nil).json(t, &cur)
+	require.NotNil(t, cur.ObjectKey, "the refused upload left nothing, the retried one its audio")
+}
+
 // Two uploads of the same bytes race: one wins, the other gets 409, and
 // the object the winner's row points at survives the loser's clean-up.
 func TestConcurrentUploadsOfSameBytes(t *testing.T) {

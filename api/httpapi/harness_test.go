@@ -77,6 +77,7 @@ type harness struct {
 type harnessOptions struct {
 	backend        string // "local" (default) or "s3"
 	uploadMaxBytes int64
+	uploadSlots    int    // UploadConcurrency
 	readURL        string // a different read database, to prove reads go there
 	purger         purge.Purger
 }
@@ -112,9 +113,10 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	set := metrics.NewSet()
 	h := &harness{t: t, dbURL: dbURL, primary: primary, backend: backend, purger: &recordingPurger{}, metrics: set}
 	srv, err := httpapi.New(httpapi.Config{
-		UploadMaxBytes: o.uploadMaxBytes,
-		SignerURL:      "http://signer.test",
-		WriteBackend:   backend.Name(),
+		UploadMaxBytes:    o.uploadMaxBytes,
+		UploadConcurrency: o.uploadSlots,
+		SignerURL:         "http://signer.test",
+		WriteBackend:      backend.Name(),
 	}, httpapi.Deps{
 		Store:    catalog.NewStore(primary, read),
 		Backends: map[string]storage.Backend{backend.Name(): backend},

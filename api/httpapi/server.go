@@ -41,6 +41,10 @@ type Config struct {
 	UploadMaxBytes int64
 	// UploadTimeout bounds the time to receive one upload.
 	UploadTimeout time.Duration
+	// UploadConcurrency bounds the uploads in progress at once (0: 8).
+	// Each holds memory: an S3 multipart upload buffers its parts, ~50
+	// MiB with the default part size. One more is refused with a 503.
+	UploadConcurrency int
 	// ReadTimeout bounds reading any other request.
 	ReadTimeout time.Duration
 	// SignerURL is the public base URL of the signer, for share links.
@@ -48,6 +52,10 @@ type Config struct {
 	// WriteBackend names the backend new uploads go to ("local" or "s3").
 	WriteBackend string
 }
+
+// DefaultUploadConcurrency is Config.UploadConcurrency's default: eight
+// S3 uploads buffer ~400 MiB.
+const DefaultUploadConcurrency = 8
 
 // Deps are the API's collaborators.
 type Deps struct {
@@ -75,8 +83,11 @@ type Server struct {
 	metrics  *metrics.Set
 	handler  fasthttp.RequestHandler
 
-	uploadBytes   *metrics.Counter
-	orphanObjects *metrics.Counter
+	uploadSlots chan struct{} // one per upload in progress
+
+	uploadBytes    *metrics.Counter
+	uploadsRefused *metrics.Counter
+	orphanObjects  *metrics.Counter
 }
 
 // New validates cfg and deps and builds the server.
@@ -87,6 +98,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	if cfg.UploadTimeout <= 0 {
 		cfg.UploadTimeout = time.Hour
+	}
+	if cfg.UploadConcurrency < 0 {
+		errs = append(errs, errors.New("UPLOAD_CONCURRENCY must not be negative"))
+	}
+	if cfg.UploadConcurrency == 0 {
+		cfg.UploadConcurrency = DefaultUploadConcurrency
 	}
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = 30 * time.Second
@@ -108,9 +125,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, store: d.Store, backends: d.Backends, write: write, verifier: d.Verifier,
 		purger: d.Purger, enqueue: d.Enqueue, log: d.Log, metrics: d.Metrics,
-		uploadBytes:   d.Metrics.NewCounter("playgate_api_upload_bytes_total"),
-		orphanObjects: d.Metrics.NewCounter("playgate_api_orphan_objects_total"),
+		uploadSlots:    make(chan struct{}, max(cfg.UploadConcurrency, 1)),
+		uploadBytes:    d.Metrics.NewCounter("playgate_api_upload_bytes_total"),
+		uploadsRefused: d.Metrics.NewCounter("playgate_api_uploads_refused_total"),
+		orphanObjects:  d.Metrics.NewCounter("playgate_api_orphan_objects_total"),
 	}
+	d.Metrics.NewGauge("playgate_api_uploads_in_progress", func() float64 { return float64(len(s.uploadSlots)) })
 	s.handler = s.routes()
 	return s, nil
 }

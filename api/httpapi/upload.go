@@ -78,6 +78,18 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	select {
+	case s.uploadSlots <- struct{}{}:
+		defer func() { <-s.uploadSlots }()
+	default:
+		// Refused before a byte of the body is read: the client retries
+		// later rather than the process running out of memory.
+		s.uploadsRefused.Inc()
+		ctx.Response.Header.Set("Retry-After", "10")
+		problem.Write(ctx, fasthttp.StatusServiceUnavailable, problem.TooManyUploads,
+			fmt.Sprintf("%d uploads are in progress, the most this server takes at once; retry later", cap(s.uploadSlots)))
+		return
+	}
 
 	body := bodyReader(ctx)
 	head := make([]byte, catalog.SniffLen)

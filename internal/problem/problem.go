@@ -37,6 +37,7 @@ const (
 	RangeNotSatisfiable  Type = "range-not-satisfiable"
 	PurchaseRequired     Type = "purchase-required"
 	Unavailable          Type = "unavailable"
+	TooManyUploads       Type = "too-many-uploads"
 	Internal             Type = "internal"
 )
 
