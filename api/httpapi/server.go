@@ -125,7 +125,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, store: d.Store, backends: d.Backends, write: write, verifier: d.Verifier,
 		purger: d.Purger, enqueue: d.Enqueue, log: d.Log, metrics: d.Metrics,
-		uploadSlots:    make(chan struct{}, max(cfg.UploadConcurrency, 1)),
+		uploadSlots:    make(chan struct{}, cfg.UploadConcurrency),
 		uploadBytes:    d.Metrics.NewCounter("playgate_api_upload_bytes_total"),
 		uploadsRefused: d.Metrics.NewCounter("playgate_api_uploads_refused_total"),
 		orphanObjects:  d.Metrics.NewCounter("playgate_api_orphan_objects_total"),
