@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -68,6 +69,10 @@ func Render(dir string, cfg Config) (string, error) {
 	if strings.ContainsAny(cfg.Secret, "\"\\$;\n") {
 		return "", errors.New("edge: the origin secret must be free of quotes, backslashes, $ and ;")
 	}
+	origin, err := url.Parse(cfg.Origin)
+	if err != nil || (origin.Scheme != "http" && origin.Scheme != "https") || origin.Host == "" || strings.Trim(origin.Path, "/") != "" {
+		return "", fmt.Errorf("edge: the origin %q must be http(s)://host:port", cfg.Origin)
+	}
 	if cfg.SecretHeader == "" {
 		cfg.SecretHeader = "X-Origin-Secret"
 	}
@@ -93,7 +98,9 @@ func Render(dir string, cfg Config) (string, error) {
 	data := struct {
 		Config
 		Dir, Script, JSModule, Keys, User string
-	}{Config: cfg, Dir: dir, Script: scriptPath, JSModule: module, Keys: strings.Join(cfg.Keys, " ")}
+		OriginScheme, OriginHost          string
+	}{Config: cfg, Dir: dir, Script: scriptPath, JSModule: module, Keys: strings.Join(cfg.Keys, " "),
+		OriginScheme: origin.Scheme, OriginHost: origin.Host}
 	if os.Geteuid() == 0 {
 		// Workers never run as root: they drop to nobody, who must be
 		// able to write the cache.

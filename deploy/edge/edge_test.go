@@ -43,11 +43,13 @@ func freeAddr(t *testing.T) string {
 }
 
 type fixture struct {
-	base     string // the edge
-	purge    string // its purge endpoint
-	pulls    *atomic.Int64
-	original []byte
-	segment  []byte
+	base  string // the edge
+	purge string // its purge endpoint
+	pulls *atomic.Int64
+	// originConns counts the connections the edge opened to the origin.
+	originConns atomic.Int64
+	original    []byte
+	segment     []byte
 }
 
 func start(t *testing.T) *fixture {
@@ -72,7 +74,14 @@ func start(t *testing.T) *fixture {
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
-		_ = ops.Serve(sctx, &fasthttp.Server{Handler: func(c *fasthttp.RequestCtx) { f.pulls.Add(1); handler(c) }}, ln, 5*time.Second)
+		_ = ops.Serve(sctx, &fasthttp.Server{
+			Handler: func(c *fasthttp.RequestCtx) { f.pulls.Add(1); handler(c) },
+			ConnState: func(_ net.Conn, s fasthttp.ConnState) {
+				if s == fasthttp.StateNew {
+					f.originConns.Add(1)
+				}
+			},
+		}, ln, 5*time.Second)
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -144,6 +153,22 @@ func TestEdgeVerifiesCachesAndStrips(t *testing.T) {
 	resp, body = get(t, seg)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
 	assert.Equal(t, f.segment, body)
+}
+
+// Misses reuse the edge's connections to the origin: a burst of fills
+// after a release or a purge does not open one connection each.
+func TestEdgeKeepsOriginConnections(t *testing.T) {
+	f := start(t)
+	orig := "/tracks/" + track + "/orig.mp3"
+	for range 3 {
+		resp, body := get(t, f.sign(t, key, token.Request{Path: orig}))
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+		require.Equal(t, "MISS", resp.Header.Get("X-Cache"))
+		resp, _ = get(t, f.purge+"/purge"+orig)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	assert.Equal(t, int64(3), f.pulls.Load(), "three misses")
+	assert.Equal(t, int64(1), f.originConns.Load(), "over one connection")
 }
 
 func TestEdgeRefuses(t *testing.T) {
@@ -239,4 +264,15 @@ func TestEdgeDownloadDisposition(t *testing.T) {
 	assert.Contains(t, resp.Header.Get("Content-Disposition"), `attachment; filename="My Song.mp3"`)
 	resp, _ = get(t, f.sign(t, key, token.Request{Path: orig}))
 	assert.Empty(t, resp.Header.Get("Content-Disposition"), "a plain play is not an attachment")
+}
+
+// The origin is an address nginx's upstream block can hold: a scheme,
+// a host and a port, nothing after them.
+func TestRenderRefusesAnOriginThatIsNotAnAddress(t *testing.T) {
+	for _, origin := range []string{"127.0.0.1:8082", "ftp://127.0.0.1:8082", "http://", "http://127.0.0.1:8082/prefix"} {
+		_, err := edge.Render(t.TempDir(), edge.Config{Listen: "127.0.0.1:0", Origin: origin, Keys: []string{key}})
+		assert.ErrorContains(t, err, "must be http(s)://host:port", origin)
+	}
+	_, err := edge.Render(t.TempDir(), edge.Config{Listen: "127.0.0.1:0", Origin: "http://127.0.0.1:8082/", Keys: []string{key}})
+	assert.NoError(t, err, "a trailing slash is still just the address")
 }
