@@ -124,7 +124,7 @@ func fstat(fd int) (fileInfo, uint64, error) {
 // replaced or deleted, so that its next read does not wait for a recheck.
 func (b *beneath) forget(key string) {
 	if b != nil && b.kept != nil {
-		b.kept.forget(key)
+		b.kept.drop(key, nil)
 	}
 }
 
@@ -184,23 +184,14 @@ func (k *keptFiles) put(key string, sf *sharedFile) {
 	k.files[key] = sf
 }
 
-// forget drops whatever is kept for key.
-func (k *keptFiles) forget(key string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if sf, ok := k.files[key]; ok {
-		delete(k.files, key)
-		sf.release()
-	}
-}
-
-// drop forgets sf if it is still what is kept for key.
+// drop forgets sf if it is still what is kept for key, or, with sf nil,
+// whatever is kept for key.
 func (k *keptFiles) drop(key string, sf *sharedFile) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.files[key] == sf {
+	if cur, ok := k.files[key]; ok && (sf == nil || cur == sf) {
 		delete(k.files, key)
-		sf.release()
+		cur.release()
 	}
 }
 
