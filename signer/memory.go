@@ -31,11 +31,9 @@ func warnAboutMemory(log *slog.Logger, cacheBytes, goLimit, cgroupLimit int64) {
 	if cgroupLimit > 0 && cgroupLimit < limit {
 		limit = cgroupLimit
 	}
-	if full := int64(float64(cacheBytes) * trackcache.HeapPerByte); limit != math.MaxInt64 && full > limit/5*4 {
-		// Above four fifths the collector runs almost without pause, and
-		// above the limit the process is killed.
+	if limit != math.MaxInt64 && !trackcache.FitsIn(cacheBytes, limit) {
 		log.Warn("a full track cache takes more of the memory limit than the collector can work in: lower SIGNER_CACHE_BYTES or raise the limit",
-			"cache_bytes", cacheBytes, "full_cache_heap_mib", full/mib, "limit_mib", limit/mib)
+			"cache_bytes", cacheBytes, "full_cache_heap_mib", trackcache.FullHeap(cacheBytes)/mib, "limit_mib", limit/mib)
 	}
 }
 

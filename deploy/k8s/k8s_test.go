@@ -170,8 +170,8 @@ func checkMemoryLimits(t *testing.T, name string, container any) {
 	if name == "playgate-signer" {
 		cache, err := strconv.ParseInt(env["SIGNER_CACHE_BYTES"], 10, 64)
 		require.NoError(t, err, "%s: SIGNER_CACHE_BYTES is set beside GOMEMLIMIT", name)
-		assert.LessOrEqual(t, int64(float64(cache)*trackcache.HeapPerByte), goLimit*4/5,
-			"%s: a full cache of %d bytes fits in four fifths of GOMEMLIMIT", name, cache)
+		assert.True(t, trackcache.FitsIn(cache, goLimit),
+			"%s: a full cache of %d bytes (%d of heap) fits in four fifths of GOMEMLIMIT (%d)", name, cache, trackcache.FullHeap(cache), goLimit)
 	}
 }
 

@@ -109,6 +109,14 @@ type Config struct {
 // of heap spans in use, after a forced collection.
 const HeapPerByte = 1.4
 
+// FullHeap is about the heap a full cache of maxBytes takes.
+func FullHeap(maxBytes int64) int64 { return int64(float64(maxBytes) * HeapPerByte) }
+
+// FitsIn reports whether a full cache of maxBytes leaves the garbage
+// collector a fifth of a memory limit to work in: above four fifths it
+// runs almost without pause, and above the limit the process is killed.
+func FitsIn(maxBytes, limit int64) bool { return FullHeap(maxBytes) <= limit/5*4 }
+
 // Cache answers the signer's questions about tracks.
 type Cache struct {
 	cfg    Config
