@@ -22,13 +22,13 @@ type Config struct {
 
 	storage.Env
 
-	UploadMaxBytes  int64         `envconfig:"UPLOAD_MAX_BYTES" default:"1073741824"`
-	UploadTimeout   time.Duration `envconfig:"UPLOAD_TIMEOUT" default:"1h"`
-	UploadSlots     int           `envconfig:"UPLOAD_CONCURRENCY" default:"8"`
-	SignerPublicURL string        `envconfig:"SIGNER_PUBLIC_URL" default:"http://localhost:8081"`
-	CDNProvider     string        `envconfig:"CDN_PROVIDER" default:"bunny"`
-	CDNEnabled      bool          `envconfig:"CDN_ENABLED"`
-	CDNBaseURL      string        `envconfig:"CDN_BASE_URL"`
+	UploadMaxBytes    int64         `envconfig:"UPLOAD_MAX_BYTES" default:"1073741824"`
+	UploadTimeout     time.Duration `envconfig:"UPLOAD_TIMEOUT" default:"1h"`
+	UploadConcurrency int           `envconfig:"UPLOAD_CONCURRENCY" default:"8"`
+	SignerPublicURL   string        `envconfig:"SIGNER_PUBLIC_URL" default:"http://localhost:8081"`
+	CDNProvider       string        `envconfig:"CDN_PROVIDER" default:"bunny"`
+	CDNEnabled        bool          `envconfig:"CDN_ENABLED"`
+	CDNBaseURL        string        `envconfig:"CDN_BASE_URL"`
 
 	// Purging (SPEC §4.6).
 	CDNAPIKey                string `envconfig:"CDN_API_KEY"` // Bunny account API key
@@ -68,7 +68,7 @@ func (c *Config) Validate() error {
 		// Promotion to the content-addressed key is one CopyObject.
 		errs = append(errs, errors.New("UPLOAD_MAX_BYTES is at most 5 GiB with S3 storage"))
 	}
-	if c.UploadSlots < 1 {
+	if c.UploadConcurrency < 1 {
 		errs = append(errs, errors.New("UPLOAD_CONCURRENCY must be at least 1"))
 	}
 	if c.WorkerConcurrency < 0 {

@@ -161,7 +161,7 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 	srv, err := httpapi.New(httpapi.Config{
 		UploadMaxBytes:    cfg.UploadMaxBytes,
 		UploadTimeout:     cfg.UploadTimeout,
-		UploadConcurrency: cfg.UploadSlots,
+		UploadConcurrency: cfg.UploadConcurrency,
 		SignerURL:         cfg.SignerPublicURL,
 		WriteBackend:      cfg.TrackStorageBackend,
 	}, httpapi.Deps{
