@@ -72,7 +72,7 @@ type Config struct {
 	FFmpeg, FFprobe string        // executables; "" finds them on PATH
 	Renditions      []Rendition   // at least one
 	SegmentSeconds  int           // target segment length, default 6
-	MaxDuration     time.Duration // longer inputs are refused, default 2h
+	MaxDuration     time.Duration // longer audio is refused, default 2h
 	Timeout         time.Duration // bound on one ffmpeg run, default 30m
 }
 
@@ -160,7 +160,7 @@ func (p *Packager) Package(ctx context.Context, input, sourceSHA256 string, prog
 	if err != nil {
 		return nil, err
 	}
-	pkg := &Package{ID: p.ID(sourceSHA256), DurationMS: duration.Milliseconds(), dir: dir}
+	pkg := &Package{ID: p.ID(sourceSHA256), dir: dir}
 	if err := p.transcode(ctx, input, dir, duration, progress); err != nil {
 		pkg.Remove()
 		return nil, err
@@ -169,11 +169,21 @@ func (p *Packager) Package(ctx context.Context, input, sourceSHA256 string, prog
 		pkg.Remove()
 		return nil, err
 	}
+	if d := time.Duration(pkg.DurationMS) * time.Millisecond; d > p.cfg.MaxDuration {
+		pkg.Remove()
+		return nil, fmt.Errorf("%w: the audio is longer than HLS_MAX_DURATION (%s)", ErrBadInput, p.cfg.MaxDuration)
+	}
 	return pkg, nil
 }
 
 // probe asks ffprobe for the duration of the first audio stream, which
-// also proves there is one.
+// also proves there is one. The duration is what the file's headers
+// claim (an MP3's Xing frame count, or its size over its first frames'
+// bit rate), good enough for progress and for refusing a file that
+// claims to be too long before spending ffmpeg on it. What a track
+// lasts is measured on the packaged audio instead: a truncated upload
+// claims its whole length, and a VBR MP3 without a Xing frame can claim
+// a third of it.
 func (p *Packager) probe(ctx context.Context, input string) (time.Duration, error) {
 	out, err := exec.CommandContext(ctx, p.cfg.FFprobe, "-v", "error", "-select_streams", "a:0",
 		"-show_entries", "format=duration:stream=codec_type", "-of", "default=noprint_wrappers=1", input).Output()
@@ -224,8 +234,11 @@ func lastLine(s string) string {
 // transcode runs one ffmpeg for every rendition (SPEC §6's tested
 // command, plus bitexact flags for reproducible bytes and -progress).
 func (p *Packager) transcode(ctx context.Context, input, dir string, duration time.Duration, progress func(int)) error {
+	// -t stops decoding just past HLS_MAX_DURATION, so audio longer than
+	// its headers claim costs a bounded run and is then refused.
+	limit := strconv.FormatFloat((p.cfg.MaxDuration + time.Second).Seconds(), 'f', 3, 64)
 	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1",
-		"-i", input, "-vn", "-sn", "-dn", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact"}
+		"-t", limit, "-i", input, "-vn", "-sn", "-dn", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact"}
 	var streamMap []string
 	for i := range p.cfg.Renditions {
 		args = append(args, "-map", "0:a:0")
@@ -302,7 +315,9 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// assemble content-addresses ffmpeg's output and writes the playlists.
+// assemble content-addresses ffmpeg's output, writes the playlists and
+// sets the package's duration: the longest rendition's, what players
+// will show.
 func (p *Packager) assemble(pkg *Package) error {
 	var media []File
 	master := &m3u8.Master{Version: 7, IndependentSegments: true}
@@ -346,6 +361,7 @@ func (p *Packager) assemble(pkg *Package) error {
 			out.TargetDuration = max(out.TargetDuration, int(math.Round(s.Duration)))
 		}
 		d := out.Duration()
+		pkg.DurationMS = max(pkg.DurationMS, int64(math.Round(d*1000)))
 		if peak == 0 && d > 0 { // nothing a second long: the average is all there is
 			peak = float64(total*8) / d
 		}

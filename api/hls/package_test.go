@@ -32,6 +32,22 @@ func tone(t *testing.T, seconds int, name string) string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
+// understatedMP3 makes a VBR MP3 with no Xing frame whose headers claim
+// far less than it lasts: a second of loud noise, then silence, so the
+// bit rate of its first frames, which ffprobe divides the size by, is
+// the highest in the file.
+func understatedMP3(t *testing.T, seconds int) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "understated.mp3")
+	b, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error",
+		"-f", "lavfi", "-i", "anoisesrc=d=2:c=white:a=0.5",
+		"-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono:d="+itoa(seconds-2),
+		"-filter_complex", "[0:a]aresample=44100,aformat=channel_layouts=mono[n];[n][1:a]concat=n=2:v=0:a=1",
+		"-c:a", "libmp3lame", "-q:a", "2", "-write_xing", "0", out).CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	return out
+}
+
 func newPackager(t *testing.T, cfg Config) *Packager {
 	t.Helper()
 	if cfg.Renditions == nil {
@@ -142,7 +158,7 @@ func TestPackageIsIdempotent(t *testing.T) {
 }
 
 func TestPackageRejectsBadInput(t *testing.T) {
-	p := newPackager(t, Config{MaxDuration: 10 * time.Second})
+	p := newPackager(t, Config{MaxDuration: 20 * time.Second})
 	dir := t.TempDir()
 	text := filepath.Join(dir, "notes.mp3")
 	require.NoError(t, os.WriteFile(text, []byte("this is a text file renamed to .mp3\n"), 0o644))
@@ -158,6 +174,8 @@ func TestPackageRejectsBadInput(t *testing.T) {
 		"zero-length":                  empty,
 		"corrupt":                      corrupt,
 		"longer than HLS_MAX_DURATION": tone(t, 30, "long.mp3"),
+		// Its headers claim ~11 s; it lasts 30.
+		"longer than HLS_MAX_DURATION, claiming less": understatedMP3(t, 30),
 	} {
 		t.Run(name, func(t *testing.T) {
 			pkg, err := p.Package(context.Background(), input, strings.Repeat("00", 32), nil)
@@ -166,6 +184,50 @@ func TestPackageRejectsBadInput(t *testing.T) {
 			assert.ErrorIs(t, err, ErrBadInput)
 		})
 	}
+}
+
+// A track lasts what its audio decodes to, not what its headers claim.
+func TestPackageMeasuresTheAudioNotItsHeaders(t *testing.T) {
+	p := newPackager(t, Config{Renditions: []Rendition{{"64k", 64000}}})
+	whole, err := os.ReadFile(tone(t, 30, "whole.mp3"))
+	require.NoError(t, err)
+	truncated := filepath.Join(t.TempDir(), "truncated.mp3")
+	require.NoError(t, os.WriteFile(truncated, whole[:len(whole)/4], 0o644))
+
+	for _, c := range []struct {
+		name        string
+		input       string
+		wantMS      int64
+		claimsAbout float64 // seconds, what ffprobe reads from the headers
+	}{
+		// An upload cut short keeps the Xing frame of the whole file.
+		{"truncated to a quarter", truncated, 7_500, 30},
+		{"VBR without a Xing frame", understatedMP3(t, 30), 30_000, 11.5},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			claimed, err := p.probe(context.Background(), c.input)
+			require.NoError(t, err)
+			require.InDelta(t, c.claimsAbout, claimed.Seconds(), 1, "the case's headers lie as it says")
+
+			pkg, err := p.Package(context.Background(), c.input, strings.Repeat("cd", 32), nil)
+			require.NoError(t, err)
+			defer pkg.Remove()
+			assert.InDelta(t, c.wantMS, pkg.DurationMS, 300)
+		})
+	}
+}
+
+// ffmpeg stops decoding a second past HLS_MAX_DURATION, so audio longer
+// than its headers claim costs no more than the limit to refuse.
+func TestTranscodeStopsPastTheLimit(t *testing.T) {
+	p := newPackager(t, Config{Renditions: []Rendition{{"64k", 64000}}, MaxDuration: 10 * time.Second})
+	dir := t.TempDir()
+	require.NoError(t, p.transcode(context.Background(), understatedMP3(t, 30), dir, 30*time.Second, nil))
+	raw, err := os.ReadFile(filepath.Join(dir, "64k", "index.m3u8"))
+	require.NoError(t, err)
+	media, err := m3u8.ParseMedia(raw)
+	require.NoError(t, err)
+	assert.InDelta(t, 11, media.Duration(), 0.2, "decoded up to the limit and a second, not the 30 s there are")
 }
 
 // A job that runs out of time kills ffmpeg (its whole process group).
