@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -674,6 +675,10 @@ func (s *Server) download(ctx *fasthttp.RequestCtx) {
 	s.redirect(ctx, sc, t.Backend())
 }
 
+// maxDownloadNameBytes bounds the file name's stem, well inside every
+// file system's 255 bytes once the extension is added.
+const maxDownloadNameBytes = 120
+
 // downloadName is the attachment's file name: the title, made safe for a
 // header and a file system, with the original's extension.
 func downloadName(t *trackcache.Track) string {
@@ -685,8 +690,14 @@ func downloadName(t *trackcache.Track) string {
 		}
 		return r
 	}, strings.TrimSpace(t.Title))
-	if len(name) > 120 {
-		name = name[:120]
+	if len(name) > maxDownloadNameBytes {
+		// Cut at a character's start: half a character would reach the
+		// browser as a replacement mark.
+		cut := maxDownloadNameBytes
+		for cut > 0 && !utf8.RuneStart(name[cut]) {
+			cut--
+		}
+		name = name[:cut]
 	}
 	if name == "" {
 		name = t.ID.String()

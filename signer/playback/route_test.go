@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/valyala/fasthttp"
@@ -79,4 +80,12 @@ func TestDownloadName(t *testing.T) {
 	tr := trackFor("/tracks/x/abc.flac", ` Song: "Live" / 2024 `)
 	assert.Equal(t, "Song_ _Live_ _ 2024.flac", downloadName(tr))
 	assert.Equal(t, tr.ID.String()+".flac", downloadName(trackFor("/tracks/x/abc.flac", "  ")))
+
+	// A long title is cut at a character's start: 119 bytes of ASCII, then
+	// a 3-byte character across the 120-byte limit, is left at 119.
+	long := downloadName(trackFor("/tracks/x/abc.mp3", strings.Repeat("a", 119)+"日本"))
+	assert.True(t, utf8.ValidString(long), "%q", long)
+	assert.Equal(t, strings.Repeat("a", 119)+".mp3", long)
+	exact := downloadName(trackFor("/tracks/x/abc.mp3", strings.Repeat("日", 40)+"本"))
+	assert.Equal(t, strings.Repeat("日", 40)+".mp3", exact, "120 bytes of whole characters stay")
 }
