@@ -19,6 +19,15 @@ func TestSniffMagic(t *testing.T) {
 	}{
 		{"flac", "fLaC\x00\x00\x00\x22", FormatFLAC, true},
 		{"mp3 with ID3v2.4", "ID3\x04\x00\x00\x00\x00\x01\x00", FormatMP3, true},
+		{"ID3v2.4, then an mp3 frame", id3(4, 0, 20) + "\xFF\xFB\x90\x64", FormatMP3, true},
+		{"ID3v2.3, then adts aac", id3(3, 0, 20) + "\xFF\xF1\x50\x80", FormatAAC, true},
+		{"ID3v2.4 with a footer, then flac", id3(4, 0x10, 20) + "3DI\x04\x00\x10\x00\x00\x00\x14fLaC", FormatFLAC, true},
+		{"ID3v2.4 whose flags announce a footer it lacks", id3(4, 0x10, 20) + "fLaC", FormatMP3, true},
+		{"ID3, then what is not audio", id3(4, 0, 20) + "hello", FormatMP3, true},
+		{"ID3, then another tag", id3(4, 0, 20) + id3(4, 0, 20) + "fLaC", FormatMP3, true},
+		{"ID3 past what was read", id3(4, 0, 300)[:100], FormatMP3, true},
+		{"ID3 with a size that is not synchsafe", "ID3\x04\x00\x00\x00\x00\x00\x80\xFF\xF1\x50\x80", FormatMP3, true},
+		{"ID3 of an unknown version", id3(5, 0, 20) + "\xFF\xF1\x50\x80", Format{}, false},
 		{"mp3 frame, MPEG-1 layer III 128k 44.1k", "\xFF\xFB\x90\x64", FormatMP3, true},
 		{"mp3 frame with bad bitrate", "\xFF\xFB\xF0\x64", Format{}, false},
 		{"wav", "RIFF\x24\x08\x00\x00WAVEfmt ", FormatWAV, true},
@@ -41,6 +50,34 @@ func TestSniffMagic(t *testing.T) {
 	}
 }
 
+// id3 is an ID3v2 tag of the given version and flags with a body of size
+// zero bytes (a tag's padding).
+func id3(version, flags byte, size int) string {
+	h := []byte{'I', 'D', '3', version, 0, flags, byte(size >> 21 & 0x7F), byte(size >> 14 & 0x7F), byte(size >> 7 & 0x7F), byte(size & 0x7F)}
+	return string(h) + string(make([]byte, size))
+}
+
+func TestSniffWant(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		head string
+		want int
+	}{
+		{"no tag", "fLaC\x00\x00\x00\x22", SniffLen},
+		{"short", "ID3", SniffLen},
+		{"a tag of 20 bytes", id3(4, 0, 20)[:10], 30 + SniffLen},
+		{"with a footer", id3(4, 0x10, 20)[:10], 40 + SniffLen},
+		{"a 200 KB cover", id3(3, 0, 200_000)[:10], 200_010 + SniffLen},
+		{"the largest tag there can be", "ID3\x04\x00\x00\x7F\x7F\x7F\x7F", MaxSniffLen},
+		{"not synchsafe", "ID3\x04\x00\x00\x00\x00\x00\x80", SniffLen},
+		{"version 2.5", id3(5, 0, 20)[:10], SniffLen},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			assert.Equal(t, c.want, SniffWant([]byte(c.head)))
+		})
+	}
+}
+
 // Real files from ffmpeg, one per accepted format, are recognised.
 func TestSniffRealFiles(t *testing.T) {
 	ffmpeg, err := exec.LookPath("ffmpeg")
@@ -58,6 +95,8 @@ func TestSniffRealFiles(t *testing.T) {
 		{"a.opus", []string{"-c:a", "libopus"}, FormatOpus},
 		{"a.m4a", []string{"-c:a", "aac"}, FormatM4A},
 		{"a.aac", []string{"-c:a", "aac", "-f", "adts"}, FormatAAC},
+		{"tagged.aac", []string{"-c:a", "aac", "-write_id3v2", "1", "-metadata", "title=Tagged", "-f", "adts"}, FormatAAC},
+		{"tagged.mp3", []string{"-c:a", "libmp3lame", "-metadata", "title=Tagged"}, FormatMP3},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			out := filepath.Join(dir, c.file)
@@ -66,7 +105,8 @@ func TestSniffRealFiles(t *testing.T) {
 			require.NoError(t, err, string(b))
 			data, err := os.ReadFile(out)
 			require.NoError(t, err)
-			got, ok := Sniff(data[:min(len(data), SniffLen)])
+			head := data[:min(len(data), SniffLen)]
+			got, ok := Sniff(data[:min(len(data), SniffWant(head))])
 			assert.True(t, ok)
 			assert.Equal(t, c.want, got)
 		})
@@ -77,7 +117,11 @@ func FuzzSniff(f *testing.F) {
 	f.Add([]byte("fLaC"))
 	f.Add([]byte("\xFF\xFB\x90\x64"))
 	f.Add([]byte("OggS"))
+	f.Add([]byte(id3(4, 0x10, 20) + "3DI\x04\x00\x10\x00\x00\x00\x14\xFF\xF1\x50\x80"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if want := SniffWant(b); want < SniffLen || want > MaxSniffLen {
+			t.Fatalf("SniffWant = %d", want)
+		}
 		got, ok := Sniff(b)
 		if ok {
 			assert.NotEmpty(t, got.Ext)

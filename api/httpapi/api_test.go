@@ -132,6 +132,25 @@ func TestTrackLifecycle(t *testing.T) {
 	}
 }
 
+// What follows an ID3v2 tag decides the format, however long the tag:
+// ffmpeg's ADTS muxer tags AAC files, which are not MP3.
+func TestUploadSniffsPastAnID3Tag(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	audio := audioFixture(t, "tagged.aac")
+	require.True(t, bytes.HasPrefix(audio, []byte("ID3")))
+	require.Greater(t, catalog.SniffWant(audio[:catalog.SniffLen]), catalog.SniffLen, "the tag outlasts the first read")
+
+	tr := h.createTrack("alice", "public", 0)
+	r := h.upload("alice", tr.ID.String(), audio)
+	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	r.json(t, &tr)
+	assert.Equal(t, "audio/aac", *tr.ContentType)
+	assert.True(t, strings.HasSuffix(*tr.ObjectKey, ".aac"), *tr.ObjectKey)
+	sum := sha256.Sum256(audio)
+	assert.Equal(t, hex.EncodeToString(sum[:]), *tr.SHA256, "the bytes read to sniff are stored too")
+	assert.EqualValues(t, len(audio), *tr.SizeBytes)
+}
+
 func TestReplacingAudio(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	tr := h.createTrack("alice", "public", 0)

@@ -236,13 +236,19 @@ func audioFixture(t *testing.T, name string) []byte {
 		if fixtureErr != nil {
 			return
 		}
-		for _, f := range []struct{ name, src string }{
-			{"tone.mp3", "sine=frequency=440:duration=2"},
-			{"other.mp3", "sine=frequency=660:duration=2"},
-			{"long.wav", "sine=frequency=440:duration=20"},
+		for _, f := range []struct {
+			name, src string
+			args      []string
+		}{
+			{"tone.mp3", "sine=frequency=440:duration=2", nil},
+			{"other.mp3", "sine=frequency=660:duration=2", nil},
+			{"long.wav", "sine=frequency=440:duration=20", nil},
+			// AAC behind an ID3v2 tag longer than catalog.SniffLen.
+			{"tagged.aac", "sine=frequency=440:duration=2", []string{"-c:a", "aac", "-write_id3v2", "1",
+				"-metadata", "comment=" + strings.Repeat("liner notes ", 200), "-f", "adts"}},
 		} {
-			out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", f.src,
-				filepath.Join(fixtureDir, f.name)).CombinedOutput()
+			args := append([]string{"-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", f.src}, f.args...)
+			out, err := exec.Command("ffmpeg", append(args, filepath.Join(fixtureDir, f.name))...).CombinedOutput()
 			if err != nil {
 				fixtureErr = &exec.Error{Name: "ffmpeg (apt-get install -y ffmpeg, or make deps): " + string(out), Err: err}
 				return

@@ -92,14 +92,12 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 	}
 
 	body := bodyReader(ctx)
-	head := make([]byte, catalog.SniffLen)
-	n, err := io.ReadFull(body, head)
+	head, err := readHead(body)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidBody, "the upload was interrupted")
 		return
 	}
-	head = head[:n]
-	if n == 0 {
+	if len(head) == 0 {
 		problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidBody, "the body is empty: send the audio file")
 		return
 	}
@@ -194,6 +192,24 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 		s.purger.Purge(commit, []string{*t.ObjectKey})
 	}
 	writeTrack(ctx, fasthttp.StatusOK, updated)
+}
+
+// readHead reads the leading bytes Sniff needs: SniffLen, or up to
+// catalog.MaxSniffLen to see past an ID3v2 tag. A body shorter than that
+// is all read, with io.ErrUnexpectedEOF or io.EOF.
+func readHead(body io.Reader) ([]byte, error) {
+	head := make([]byte, catalog.SniffLen)
+	n, err := io.ReadFull(body, head)
+	if err != nil {
+		return head[:n], err
+	}
+	want := catalog.SniffWant(head)
+	if want <= n {
+		return head, nil
+	}
+	head = append(head, make([]byte, want-n)...)
+	m, err := io.ReadFull(body, head[n:])
+	return head[:n+m], err
 }
 
 func (s *Server) tooLarge(ctx *fasthttp.RequestCtx) {
