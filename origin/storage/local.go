@@ -286,7 +286,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, _ string) (Obj
 func (l *Local) createTemp(dir string) (string, *os.File, error) {
 	var suffix [8]byte
 	_, _ = rand.Read(suffix[:])
-	tmp := path.Join(dir, ".tmp-"+hex.EncodeToString(suffix[:]))
+	tmp := path.Join(dir, tempPrefix+hex.EncodeToString(suffix[:]))
 	for attempt := 0; ; attempt++ {
 		if err := l.root.MkdirAll(dir, 0o755); err != nil {
 			return "", nil, fmt.Errorf("storage: cannot create %s: %w", dir, err)
@@ -354,17 +354,61 @@ func (l *Local) removeEmptyParents(key string) {
 	}
 }
 
+// tempPrefix starts the name of a file Put is writing. ValidateKey
+// refuses keys with a segment that starts with a dot, so no key names one.
+const tempPrefix = ".tmp-"
+
+// SweepInterrupted implements Sweeper: it removes the temporary files of
+// Puts under prefix last written to before cutoff, which a process that
+// died mid-Put left, and the directories that leaves empty.
+func (l *Local) SweepInterrupted(ctx context.Context, prefix string, cutoff time.Time) (int, error) {
+	if err := validatePrefix(prefix); err != nil {
+		return 0, err
+	}
+	var stale []string
+	err := l.walk(ctx, prefix, true, func(p string, fi fs.FileInfo) error {
+		if strings.HasPrefix(path.Base(p), tempPrefix) && fi.ModTime().Before(cutoff) {
+			stale = append(stale, p)
+		}
+		return nil
+	})
+	removed := 0
+	for _, p := range stale {
+		if err := l.root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("storage: cannot remove %s: %w", p, err)
+		}
+		removed++
+		l.removeEmptyParents(p)
+	}
+	if err != nil {
+		return removed, fmt.Errorf("storage: cannot sweep %q: %w", prefix, err)
+	}
+	return removed, nil
+}
+
 // List implements Backend.
 func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	if err := validatePrefix(prefix); err != nil {
 		return err
 	}
+	err := l.walk(ctx, prefix, false, func(p string, fi fs.FileInfo) error {
+		return fn(fileObject(p, infoOf(fi)))
+	})
+	if err != nil {
+		return fmt.Errorf("storage: cannot list %q: %w", prefix, err)
+	}
+	return nil
+}
+
+// walk calls fn for every regular file whose path starts with prefix, in
+// lexical order: the objects, and with hidden the temporary files too.
+func (l *Local) walk(ctx context.Context, prefix string, hidden bool, fn func(string, fs.FileInfo) error) error {
 	// Walk the deepest directory the prefix names in full; filter the rest.
 	start := "."
 	if i := strings.LastIndexByte(prefix, '/'); i > 0 {
 		start = prefix[:i]
 	}
-	err := fs.WalkDir(l.root.FS(), start, func(p string, d fs.DirEntry, err error) error {
+	return fs.WalkDir(l.root.FS(), start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil // vanished mid-walk, or the prefix matches nothing
@@ -380,19 +424,15 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 			}
 			return nil
 		}
-		if strings.HasPrefix(d.Name(), ".") || !strings.HasPrefix(p, prefix) || !d.Type().IsRegular() {
+		if (!hidden && strings.HasPrefix(d.Name(), ".")) || !strings.HasPrefix(p, prefix) || !d.Type().IsRegular() {
 			return nil // temporary files are not objects
 		}
 		fi, err := d.Info()
 		if err != nil {
 			return nil
 		}
-		return fn(fileObject(p, infoOf(fi)))
+		return fn(p, fi)
 	})
-	if err != nil {
-		return fmt.Errorf("storage: cannot list %q: %w", prefix, err)
-	}
-	return nil
 }
 
 // fileInfo is what an object needs of a file's status.

@@ -271,6 +271,40 @@ func (b *S3) List(ctx context.Context, prefix string, fn func(Object) error) err
 	return nil
 }
 
+// SweepInterrupted implements Sweeper: it aborts the multipart uploads to
+// keys under prefix begun before cutoff, whose parts a process that died
+// mid-Put left stored (and billed) where no listing of objects shows them.
+// Buckets can do the same with a lifecycle rule
+// (AbortIncompleteMultipartUpload); not every S3-compatible store has one.
+func (b *S3) SweepInterrupted(ctx context.Context, prefix string, cutoff time.Time) (int, error) {
+	if err := validatePrefix(prefix); err != nil {
+		return 0, err
+	}
+	var stale []types.MultipartUpload
+	p := s3.NewListMultipartUploadsPaginator(b.client, &s3.ListMultipartUploadsInput{Bucket: &b.bucket, Prefix: &prefix})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("storage: cannot list the multipart uploads under %q: %w", prefix, err)
+		}
+		for _, u := range page.Uploads {
+			if u.Initiated != nil && u.Initiated.Before(cutoff) {
+				stale = append(stale, u)
+			}
+		}
+	}
+	removed := 0
+	for _, u := range stale {
+		_, err := b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &b.bucket, Key: u.Key, UploadId: u.UploadId})
+		var gone *types.NoSuchUpload
+		if err != nil && !errors.As(err, &gone) {
+			return removed, fmt.Errorf("storage: cannot abort the multipart upload of %s: %w", aws.ToString(u.Key), err)
+		}
+		removed++
+	}
+	return removed, nil
+}
+
 func mapS3Error(key string, err error) error {
 	var nsk *types.NoSuchKey
 	var nf *types.NotFound

@@ -58,6 +58,17 @@ type Backend interface {
 	List(ctx context.Context, prefix string, fn func(Object) error) error
 }
 
+// Sweeper is a Backend that can find what interrupted writes left behind
+// where no key names it: a local directory's temporary files, a bucket's
+// incomplete multipart uploads. A process that dies mid-Put leaves them;
+// nothing else ever would remove them.
+type Sweeper interface {
+	// SweepInterrupted removes what writes to keys under prefix left
+	// behind, when they were last written to (local) or begun (S3)
+	// before cutoff, and returns how many it removed.
+	SweepInterrupted(ctx context.Context, prefix string, cutoff time.Time) (int, error)
+}
+
 // ValidateKey reports whether key is a clean relative object path: no
 // empty, "." or ".." segments, no leading or trailing slash, no
 // backslashes, control characters or invalid UTF-8, no segment that starts
