@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/playgate/playgate/api/hls"
@@ -25,6 +26,7 @@ type Config struct {
 	UploadMaxBytes    int64         `envconfig:"UPLOAD_MAX_BYTES" default:"1073741824"`
 	UploadTimeout     time.Duration `envconfig:"UPLOAD_TIMEOUT" default:"1h"`
 	UploadConcurrency int           `envconfig:"UPLOAD_CONCURRENCY" default:"8"`
+	UploadSweepAfter  time.Duration `envconfig:"UPLOAD_SWEEP_AFTER" default:"24h"`
 	SignerPublicURL   string        `envconfig:"SIGNER_PUBLIC_URL" default:"http://localhost:8081"`
 	CDNProvider       string        `envconfig:"CDN_PROVIDER" default:"bunny"`
 	CDNEnabled        bool          `envconfig:"CDN_ENABLED"`
@@ -68,6 +70,11 @@ func (c *Config) Validate() error {
 		// Promotion to the content-addressed key is one CopyObject.
 		errs = append(errs, errors.New("UPLOAD_MAX_BYTES is at most 5 GiB with S3 storage"))
 	}
+	if c.UploadSweepAfter < c.UploadTimeout+sweepMargin {
+		// The sweep must never take an upload in progress, or one about
+		// to be promoted, for a leftover.
+		errs = append(errs, fmt.Errorf("UPLOAD_SWEEP_AFTER must be at least UPLOAD_TIMEOUT plus %d minutes", int(sweepMargin.Minutes())))
+	}
 	if c.UploadConcurrency < 1 {
 		errs = append(errs, errors.New("UPLOAD_CONCURRENCY must be at least 1"))
 	}
@@ -82,6 +89,10 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// sweepMargin covers an upload's promotion, which follows its last byte
+// (the api allows it a minute), and clocks that disagree.
+const sweepMargin = 10 * time.Minute
 
 // packager builds the HLS packager from the configuration.
 func (c *Config) packager() (*hls.Packager, error) {

@@ -129,7 +129,7 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 				return err
 			}
 		}
-		queue, err = hls.NewQueue(hls.QueueConfig{Workers: workers, CollectAfter: cfg.HLSCollectAfter},
+		queue, err = hls.NewQueue(hls.QueueConfig{Workers: workers, CollectAfter: cfg.HLSCollectAfter, SweepAfter: cfg.UploadSweepAfter},
 			primary, store, backends, packager, log, set)
 		if err != nil {
 			return err

@@ -55,13 +55,16 @@ func TestServeReportsEveryConfigProblem(t *testing.T) {
 	t.Setenv("TRACK_STORAGE_BACKEND", "floppy")
 	t.Setenv("UPLOAD_MAX_BYTES", "-1")
 	t.Setenv("UPLOAD_CONCURRENCY", "0")
+	t.Setenv("UPLOAD_TIMEOUT", "2h")
+	t.Setenv("UPLOAD_SWEEP_AFTER", "2h")
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"serve"}, &out, &out)
 	require.Error(t, err)
-	for _, want := range []string{"DATABASE_URL is required", "TRACK_STORAGE_BACKEND must be local or s3", "UPLOAD_MAX_BYTES must be positive", "UPLOAD_CONCURRENCY must be at least 1"} {
+	for _, want := range []string{"DATABASE_URL is required", "TRACK_STORAGE_BACKEND must be local or s3", "UPLOAD_MAX_BYTES must be positive",
+		"UPLOAD_CONCURRENCY must be at least 1", "UPLOAD_SWEEP_AFTER must be at least UPLOAD_TIMEOUT plus 10 minutes"} {
 		assert.Contains(t, err.Error(), want)
 	}
-	assert.Equal(t, 5, strings.Count(err.Error(), "\n")+1, "a heading and one line per problem: %s", err)
+	assert.Equal(t, 6, strings.Count(err.Error(), "\n")+1, "a heading and one line per problem: %s", err)
 }
 
 func TestServeRefusesAShortSecret(t *testing.T) {

@@ -179,6 +179,17 @@ func OriginalKey(track uuid.UUID, sha256hex, ext string) string {
 	return "tracks/" + track.String() + "/" + sha256hex + "." + ext
 }
 
+// UploadsPrefix holds uploads on their way in: each is stored under a
+// key of its own here, then renamed to its OriginalKey. No row ever
+// names a key under it, so what is left here is an interrupted upload's.
+const UploadsPrefix = "uploads/"
+
+// UploadKey is a key for one upload of track's audio; random makes it
+// unique among concurrent uploads.
+func UploadKey(track uuid.UUID, random string) string {
+	return UploadsPrefix + track.String() + "/" + random
+}
+
 // Share is a share link; the token itself is never stored.
 type Share struct {
 	ID        uuid.UUID  `json:"id"`

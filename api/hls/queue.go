@@ -62,6 +62,10 @@ type QueueConfig struct {
 	Workers int
 	// CollectAfter is the grace period before a replaced package goes.
 	CollectAfter time.Duration
+	// SweepAfter is how old what an upload left in storage must be before
+	// the hourly sweep removes it (SweepArgs): longer than any upload
+	// takes. Default 24h.
+	SweepAfter time.Duration
 }
 
 // Queue is the packaging job queue in PostgreSQL (river).
@@ -80,11 +84,20 @@ func NewQueue(cfg QueueConfig, pool *pgxpool.Pool, store *catalog.Store, backend
 		if cfg.CollectAfter <= 0 {
 			cfg.CollectAfter = 24 * time.Hour
 		}
+		if cfg.SweepAfter <= 0 {
+			cfg.SweepAfter = 24 * time.Hour
+		}
 		workers := river.NewWorkers()
 		river.AddWorker(workers, &packageWorker{store: store, backends: backends, packager: packager, log: log,
 			collectAfter: cfg.CollectAfter, metrics: newJobMetrics(set)})
 		river.AddWorker(workers, &collectWorker{store: store, backends: backends, log: log})
+		river.AddWorker(workers, newSweepWorker(backends, cfg.SweepAfter, log, set))
 		rc.Workers = workers
+		// The elected leader among the workers inserts the sweep, once at
+		// its start and hourly after.
+		rc.PeriodicJobs = []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(sweepInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
+			&river.PeriodicJobOpts{ID: SweepArgs{}.Kind(), RunOnStart: true})}
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
 		// A package of a long track takes minutes; river's default job
 		// timeout is one minute.

@@ -114,7 +114,7 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 		expected = -1
 	}
 	src := &meteredReader{r: io.MultiReader(bytes.NewReader(head), body), hash: sha256.New(), max: s.cfg.UploadMaxBytes, expected: expected}
-	tmpKey := "uploads/" + id.String() + "/" + randomHex(16)
+	tmpKey := catalog.UploadKey(id, randomHex(16))
 	if _, err := s.write.Put(c, tmpKey, src, format.ContentType); err != nil {
 		switch {
 		case errors.Is(err, errUploadTooLarge):
