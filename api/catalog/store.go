@@ -242,6 +242,17 @@ func (s *Store) FailHLS(ctx context.Context, id uuid.UUID, sourceSHA256, reason 
 	return err
 }
 
+// RequeueHLS shows a package that will be tried again as queued, with
+// the error that ended the last attempt ("" when it was only interrupted).
+func (s *Store) RequeueHLS(ctx context.Context, id uuid.UUID, sourceSHA256, lastError string) error {
+	var reason *string
+	if lastError != "" {
+		reason = &lastError
+	}
+	_, err := s.hlsUpdate(ctx, id, sourceSHA256, `hls_status = 'queued', hls_progress = 0, hls_error = $3`, reason)
+	return err
+}
+
 func (s *Store) hlsUpdate(ctx context.Context, id uuid.UUID, sourceSHA256, set string, args ...any) (Track, error) {
 	t, err := scanTrack(s.primary.QueryRow(ctx, `UPDATE tracks SET `+set+`
 		WHERE id = $1 AND deleted_at IS NULL AND sha256 = $2 RETURNING `+trackColumns,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/google/uuid"
@@ -62,6 +63,10 @@ type QueueConfig struct {
 	Workers int
 	// CollectAfter is the grace period before a replaced package goes.
 	CollectAfter time.Duration
+	// StopTimeout is how long a stopping worker lets its jobs run before
+	// it interrupts them, to be taken up at once by another worker.
+	// Default 30s.
+	StopTimeout time.Duration
 	// SweepAfter is how old what an upload left in storage must be before
 	// the hourly sweep removes it (SweepArgs): longer than any upload
 	// takes. Default 24h.
@@ -87,6 +92,9 @@ func NewQueue(cfg QueueConfig, pool *pgxpool.Pool, store *catalog.Store, backend
 		if cfg.SweepAfter <= 0 {
 			cfg.SweepAfter = 24 * time.Hour
 		}
+		if cfg.StopTimeout <= 0 {
+			cfg.StopTimeout = 30 * time.Second
+		}
 		workers := river.NewWorkers()
 		river.AddWorker(workers, &packageWorker{store: store, backends: backends, packager: packager, log: log,
 			collectAfter: cfg.CollectAfter, metrics: newJobMetrics(set)})
@@ -102,6 +110,11 @@ func NewQueue(cfg QueueConfig, pool *pgxpool.Pool, store *catalog.Store, backend
 		// A package of a long track takes minutes; river's default job
 		// timeout is one minute.
 		rc.JobTimeout = packager.cfg.Timeout + 10*time.Minute
+		// Without it, Stop waits for every job, and a job still running
+		// when the process exits stays "running" until river's rescuer
+		// finds it, an hour past JobTimeout. Interrupted, it is snoozed
+		// (packageWorker.fail) and another worker starts it at once.
+		rc.SoftStopTimeout = cfg.StopTimeout
 	}
 	client, err := river.NewClient(riverpgxv5.New(pool), rc)
 	if err != nil {
@@ -126,16 +139,17 @@ func (q *Queue) Start(ctx context.Context) error { return q.client.Start(ctx) }
 func (q *Queue) Stop(ctx context.Context) error { return q.client.Stop(ctx) }
 
 type jobMetrics struct {
-	ok, failed, obsolete *metrics.Counter
-	duration             *metrics.PrometheusHistogram
+	ok, failed, obsolete, interrupted *metrics.Counter
+	duration                          *metrics.PrometheusHistogram
 }
 
 func newJobMetrics(set *metrics.Set) jobMetrics {
 	return jobMetrics{
-		ok:       set.NewCounter(`playgate_api_packaging_jobs_total{outcome="ready"}`),
-		failed:   set.NewCounter(`playgate_api_packaging_jobs_total{outcome="failed"}`),
-		obsolete: set.NewCounter(`playgate_api_packaging_jobs_total{outcome="obsolete"}`),
-		duration: set.NewPrometheusHistogram(`playgate_api_packaging_duration_seconds`),
+		ok:          set.NewCounter(`playgate_api_packaging_jobs_total{outcome="ready"}`),
+		failed:      set.NewCounter(`playgate_api_packaging_jobs_total{outcome="failed"}`),
+		obsolete:    set.NewCounter(`playgate_api_packaging_jobs_total{outcome="obsolete"}`),
+		interrupted: set.NewCounter(`playgate_api_packaging_jobs_total{outcome="interrupted"}`),
+		duration:    set.NewPrometheusHistogram(`playgate_api_packaging_duration_seconds`),
 	}
 }
 
@@ -215,23 +229,52 @@ func (w *packageWorker) Work(ctx context.Context, job *river.Job[PackageArgs]) e
 	return nil
 }
 
-// fail records the failure on the track. Faults of the input are final;
-// anything else is retried by the queue.
+// fail ends an attempt that did not make a package, and shows on the
+// track what happens next. Faults of the input are final. A worker that
+// is stopping interrupts its jobs: they are requeued without counting
+// as an attempt. Anything else is retried by the queue, with the track
+// queued and the error shown, until the last attempt fails it.
 func (w *packageWorker) fail(ctx context.Context, a PackageArgs, err error, job *river.Job[PackageArgs]) error {
+	record := func(err error) {
+		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			w.log.Error("cannot record the end of a packaging attempt", "track", a.TrackID, "err", err)
+		}
+	}
+	// The job's context is done: its updates need their own.
+	still := context.WithoutCancel(ctx)
+	// A job timeout ends the context with DeadlineExceeded; only Stop
+	// (StopTimeout) cancels it. river would requeue a job that returns
+	// context.Canceled then, but what failed here need not wrap it.
+	if errors.Is(ctx.Err(), context.Canceled) {
+		w.metrics.interrupted.Inc()
+		w.log.Info("packaging interrupted: the worker is stopping", "track", a.TrackID)
+		record(w.store.RequeueHLS(still, a.TrackID, a.SourceSHA256, ""))
+		return river.JobSnooze(0)
+	}
 	w.metrics.failed.Inc()
 	reason := err.Error()
-	if len(reason) > 500 {
-		reason = reason[:500]
-	}
-	if ferr := w.store.FailHLS(context.WithoutCancel(ctx), a.TrackID, a.SourceSHA256, reason); ferr != nil && !errors.Is(ferr, catalog.ErrNotFound) {
-		w.log.Error("cannot record packaging failure", "track", a.TrackID, "err", ferr)
+	if len(reason) > maxErrorBytes {
+		cut := maxErrorBytes
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut-- // a cut character would be invalid UTF-8, which PostgreSQL refuses
+		}
+		reason = reason[:cut]
 	}
 	w.log.Warn("packaging failed", "track", a.TrackID, "attempt", job.Attempt, "err", err)
-	if errors.Is(err, ErrBadInput) {
+	switch {
+	case errors.Is(err, ErrBadInput):
+		record(w.store.FailHLS(still, a.TrackID, a.SourceSHA256, reason))
 		return river.JobCancel(err)
+	case job.Attempt < job.MaxAttempts:
+		record(w.store.RequeueHLS(still, a.TrackID, a.SourceSHA256, reason))
+	default:
+		record(w.store.FailHLS(still, a.TrackID, a.SourceSHA256, reason))
 	}
 	return err
 }
+
+// maxErrorBytes bounds the error a track shows (hls_error).
+const maxErrorBytes = 500
 
 // fetch copies an original to a temporary file: ffmpeg seeks in its
 // input, which a storage stream cannot do.

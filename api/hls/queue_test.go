@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -16,10 +17,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -38,33 +42,45 @@ func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
 
 type queueHarness struct {
 	t       *testing.T
+	pool    *pgxpool.Pool
 	store   *catalog.Store
 	backend storage.Backend
 	queue   *Queue
+	metrics *metrics.Set // the first queue's
 }
 
 func newQueueHarness(t *testing.T, backend storage.Backend, collectAfter time.Duration) *queueHarness {
+	return newQueueHarnessWith(t, backend, QueueConfig{Workers: 1, CollectAfter: collectAfter})
+}
+
+func newQueueHarnessWith(t *testing.T, backend storage.Backend, cfg QueueConfig) *queueHarness {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pg.NewDatabase(t))
+	pool, err := pgxpool.New(context.Background(), pg.NewDatabase(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	store := catalog.NewStore(pool, nil)
+	h := &queueHarness{t: t, pool: pool, store: catalog.NewStore(pool, nil), backend: backend, metrics: metrics.NewSet()}
+	h.queue = h.startQueue(cfg, h.metrics)
+	return h
+}
+
+// startQueue starts a worker on the harness's database and backend.
+func (h *queueHarness) startQueue(cfg QueueConfig, set *metrics.Set) *Queue {
+	h.t.Helper()
+	ctx := context.Background()
 	renditions, err := ParseRenditions("64k,128k,256k")
-	require.NoError(t, err)
+	require.NoError(h.t, err)
 	packager, err := New(Config{Renditions: renditions})
-	require.NoError(t, err)
-	q, err := NewQueue(QueueConfig{Workers: 1, CollectAfter: collectAfter}, pool, store,
-		map[string]storage.Backend{backend.Name(): backend}, packager,
-		slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
-	require.NoError(t, err)
-	require.NoError(t, q.Start(ctx))
-	t.Cleanup(func() {
+	require.NoError(h.t, err)
+	q, err := NewQueue(cfg, h.pool, h.store, map[string]storage.Backend{h.backend.Name(): h.backend}, packager,
+		slog.New(slog.NewTextHandler(io.Discard, nil)), set)
+	require.NoError(h.t, err)
+	require.NoError(h.t, q.Start(ctx))
+	h.t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		_ = q.Stop(sctx)
 	})
-	return &queueHarness{t: t, store: store, backend: backend, queue: q}
+	return q
 }
 
 // upload does what the API's upload does: store the original, then
@@ -246,4 +262,73 @@ func TestFailuresAndReplacement(t *testing.T) {
 	n := 0
 	require.NoError(t, b.List(ctx, *good.HLSPrefix+"/", func(storage.Object) error { n++; return nil }))
 	assert.Positive(t, n, "the current package stays")
+}
+
+// A worker that stops interrupts a long job rather than leave it
+// "running" for river's rescuer: the track shows queued again, the
+// interruption costs no attempt, and the next worker makes the package.
+func TestStoppingWorkerRequeuesItsJob(t *testing.T) {
+	b, err := storage.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	h := newQueueHarnessWith(t, b, QueueConfig{Workers: 1, StopTimeout: 50 * time.Millisecond})
+	ctx := context.Background()
+	tr, err := h.store.CreateTrack(ctx, "alice", catalog.NewTrack{Title: "Long", Artist: "A", Visibility: catalog.Public})
+	require.NoError(t, err)
+	tr = h.upload(tr, audioFile(t, 60, 440), "mp3")
+	h.waitFor(tr.ID, *tr.SHA256, catalog.HLSProcessing)
+
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.queue.Stop(sctx))
+	stopped, err := h.store.TrackForUpdate(ctx, tr.ID)
+	require.NoError(t, err)
+	assert.Equal(t, catalog.HLSQueued, stopped.HLSStatus)
+	assert.Nil(t, stopped.HLSError, "an interruption is not an error")
+	var text strings.Builder
+	h.metrics.WritePrometheus(&text)
+	assert.Contains(t, text.String(), `playgate_api_packaging_jobs_total{outcome="interrupted"} 1`)
+	var state string
+	var attempt, maxAttempts int
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT state, attempt, max_attempts FROM river_job WHERE kind = 'hls_package'`).
+		Scan(&state, &attempt, &maxAttempts))
+	assert.Equal(t, "available", state, "ready for the next worker at once")
+	assert.Equal(t, 5, maxAttempts-attempt, "every attempt is left")
+
+	h.startQueue(QueueConfig{Workers: 1}, metrics.NewSet())
+	done := h.waitFor(tr.ID, *tr.SHA256, catalog.HLSReady, catalog.HLSFailed)
+	assert.Equal(t, catalog.HLSReady, done.HLSStatus, "error: %v", done.HLSError)
+}
+
+// An attempt that fails for a reason other than the input leaves the
+// track queued with the error shown; the last attempt fails it.
+func TestRetriedFailuresShowTheLastError(t *testing.T) {
+	b, err := storage.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	h := newQueueHarness(t, b, time.Hour)
+	ctx := context.Background()
+	tr, err := h.store.CreateTrack(ctx, "alice", catalog.NewTrack{Title: "Elsewhere", Artist: "A", Visibility: catalog.Public})
+	require.NoError(t, err)
+	// Stored where this worker has no backend: retried, in case another
+	// worker has it.
+	sum := strings.Repeat("ab", 32)
+	_, err = h.store.SetAudio(ctx, tr.ID, "", catalog.Audio{Backend: "s3", Key: catalog.OriginalKey(tr.ID, sum, "mp3"),
+		ContentType: "audio/mpeg", Size: 1, SHA256: sum}, h.queue.Enqueue)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		tr, err = h.store.TrackForUpdate(ctx, tr.ID)
+		require.NoError(t, err)
+		return tr.HLSError != nil
+	}, time.Minute, 100*time.Millisecond)
+	assert.Equal(t, catalog.HLSQueued, tr.HLSStatus, "it will be tried again")
+	assert.Contains(t, *tr.HLSError, `storage backend "s3" is not configured`)
+
+	w := &packageWorker{store: h.store, log: slog.New(slog.NewTextHandler(io.Discard, nil)), metrics: newJobMetrics(metrics.NewSet())}
+	last := &river.Job[PackageArgs]{JobRow: &rivertype.JobRow{Attempt: 5, MaxAttempts: 5}, Args: PackageArgs{TrackID: tr.ID, SourceSHA256: sum}}
+	require.Error(t, w.fail(ctx, last.Args, errors.New("storage is unavailable: "+strings.Repeat("é", 300)), last))
+	tr, err = h.store.TrackForUpdate(ctx, tr.ID)
+	require.NoError(t, err)
+	assert.Equal(t, catalog.HLSFailed, tr.HLSStatus, "no attempt is left")
+	require.NotNil(t, tr.HLSError)
+	assert.True(t, utf8.ValidString(*tr.HLSError), "cut at a character's start")
+	assert.LessOrEqual(t, len(*tr.HLSError), maxErrorBytes)
 }
