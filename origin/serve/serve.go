@@ -236,12 +236,24 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	b, obj, file, err := s.find(key)
+	// A CDN filling its cache asks for the whole object, without
+	// validators: from a remote backend that is one GET, where a Stat
+	// first would make it two requests and two round trips.
+	whole := ctx.IsGet() && !hasConditionals(ctx) && len(ctx.Request.Header.Peek(fasthttp.HeaderRange)) == 0 &&
+		!(isPlaylist(key) && acceptsGzip(ctx))
+	b, obj, file, body, err := s.find(key, whole)
 	if file != nil {
 		// Closed here unless handed to fasthttp as the body.
 		defer func() {
 			if file != nil {
 				file.Close()
+			}
+		}()
+	}
+	if body != nil {
+		defer func() {
+			if body != nil {
+				body.Close()
 			}
 		}()
 	}
@@ -358,21 +370,45 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 		file = nil // fasthttp closes it after sending
 		return
 	}
-	// The body is streamed after this handler returns, so its reads get a
-	// context of their own, ended when fasthttp closes the stream; the
-	// server's WriteTimeout bounds the transfer.
+	if body == nil {
+		if body, _, err = s.openRemote(b, key, offset, length); err != nil {
+			s.log.Error("cannot open object", "key", key, "err", err)
+			s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+			return
+		}
+	}
+	s.bytesServed[b.Name()].Add(int(length))
+	ctx.Response.SetBodyStream(body, int(length))
+	body = nil // fasthttp closes it after sending
+}
+
+// hasConditionals reports whether the request carries a validator to
+// compare before anything is sent.
+func hasConditionals(ctx *fasthttp.RequestCtx) bool {
+	h := &ctx.Request.Header
+	for _, name := range [...]string{fasthttp.HeaderIfMatch, fasthttp.HeaderIfNoneMatch,
+		fasthttp.HeaderIfModifiedSince, fasthttp.HeaderIfUnmodifiedSince, fasthttp.HeaderIfRange} {
+		if len(h.Peek(name)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// openRemote opens length bytes of key from offset (length < 0: to the
+// end) in a remote backend. The body is streamed after the handler
+// returns, so its reads get a context of their own, ended when fasthttp
+// closes the stream; the server's WriteTimeout bounds the transfer.
+func (s *Server) openRemote(b storage.Backend, key string, offset, length int64) (*streamReader, storage.Object, error) {
 	bodyCtx, endBody := context.WithCancel(context.Background())
 	start := time.Now()
-	rc, _, err := b.Open(bodyCtx, key, offset, length)
+	rc, obj, err := b.Open(bodyCtx, key, offset, length)
 	s.storageTime[b.Name()].UpdateDuration(start)
 	if err != nil {
 		endBody()
-		s.log.Error("cannot open object", "key", key, "err", err)
-		s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
-		return
+		return nil, storage.Object{}, err
 	}
-	s.bytesServed[b.Name()].Add(int(length))
-	ctx.Response.SetBodyStream(&streamReader{ReadCloser: rc, end: endBody}, int(length))
+	return &streamReader{ReadCloser: rc, end: endBody}, obj, nil
 }
 
 // storageTimeout bounds a remote backend's answer to a lookup or an open.
@@ -380,14 +416,18 @@ const storageTimeout = 30 * time.Second
 
 // find locates key in the first backend that has it. A local file is
 // opened once, here, and returned open, so that serving it costs one open
-// (the local backend's Stat would open it too).
-func (s *Server) find(key string) (storage.Backend, storage.Object, *storage.LocalFile, error) {
+// (the local backend's Stat would open it too). From a remote backend,
+// whole asks for the whole object's body at once, in the request that
+// finds it; otherwise the object is only described, and read later as
+// the request's range and validators decide.
+func (s *Server) find(key string, whole bool) (storage.Backend, storage.Object, *storage.LocalFile, *streamReader, error) {
 	var err error
 	for _, b := range s.backends {
-		start := time.Now()
 		var obj storage.Object
 		var file *storage.LocalFile
+		var body *streamReader
 		if l, ok := b.(*storage.Local); ok {
+			start := time.Now()
 			if file, obj, err = l.OpenFile(key); err == nil {
 				if file.Reused() {
 					s.keptFiles.Inc()
@@ -395,18 +435,22 @@ func (s *Server) find(key string) (storage.Backend, storage.Object, *storage.Loc
 					s.openedFiles.Inc()
 				}
 			}
+			s.storageTime[b.Name()].UpdateDuration(start)
+		} else if whole {
+			body, obj, err = s.openRemote(b, key, 0, -1)
 		} else {
+			start := time.Now()
 			obj, err = statRemote(b, key)
+			s.storageTime[b.Name()].UpdateDuration(start)
 		}
-		s.storageTime[b.Name()].UpdateDuration(start)
 		if err == nil {
-			return b, obj, file, nil
+			return b, obj, file, body, nil
 		}
 		if !errors.Is(err, storage.ErrNotFound) {
-			return nil, storage.Object{}, nil, err
+			return nil, storage.Object{}, nil, nil, err
 		}
 	}
-	return nil, storage.Object{}, nil, err
+	return nil, storage.Object{}, nil, nil, err
 }
 
 func statRemote(b storage.Backend, key string) (storage.Object, error) {

@@ -17,10 +17,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -409,4 +411,76 @@ func TestMetrics(t *testing.T) {
 	assert.Contains(t, body, `playgate_origin_local_files_total{descriptor="opened"} 1`)
 	assert.Contains(t, body, `playgate_origin_local_files_total{descriptor="kept"} 3`)
 	assert.Contains(t, body, `playgate_origin_local_kept_files 4`)
+}
+
+// countingHTTP counts the requests an S3 client sends, by method.
+type countingHTTP struct {
+	inner s3.HTTPClient
+	mu    sync.Mutex
+	sent  map[string]int
+}
+
+func (c *countingHTTP) Do(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.sent[r.Method]++
+	c.mu.Unlock()
+	return c.inner.Do(r)
+}
+
+func (c *countingHTTP) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sent := c.sent
+	c.sent = map[string]int{}
+	return sent
+}
+
+// A CDN filling its cache asks for whole objects without validators:
+// from S3 that costs one GET, not a HEAD and a GET. Ranges and
+// validators still describe the object first.
+func TestS3RequestsPerPull(t *testing.T) {
+	bucket := s3test.Start(t).NewBucket(t)
+	counter := &countingHTTP{inner: bucket.Client().Options().HTTPClient, sent: map[string]int{}}
+	counted, err := storage.NewS3(s3.New(bucket.Client().Options(), func(o *s3.Options) { o.HTTPClient = counter }), bucket.Bucket(), 5<<20)
+	require.NoError(t, err)
+	f := newOrigin(t, serve.Config{}, counted)
+	counter.take() // the fixture's uploads
+
+	for _, c := range []struct {
+		name   string
+		method string
+		header []string
+		status int
+		want   map[string]int
+	}{
+		{"whole segment", "GET", nil, http.StatusOK, map[string]int{"GET": 1}},
+		{"a range", "GET", []string{"Range", "bytes=0-99"}, http.StatusPartialContent, map[string]int{"HEAD": 1, "GET": 1}},
+		{"a validator", "GET", []string{"If-None-Match", `"nope"`}, http.StatusOK, map[string]int{"HEAD": 1, "GET": 1}},
+		{"revalidation", "GET", []string{"If-None-Match", `"` + f.segKey[len(f.segKey)-36:len(f.segKey)-4] + `"`}, http.StatusNotModified, map[string]int{"HEAD": 1}},
+		{"HEAD", "HEAD", nil, http.StatusOK, map[string]int{"HEAD": 1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := f.do(t, c.method, "/"+f.segKey, c.header...)
+			require.Equal(t, c.status, r.status, "%s", r.body)
+			if c.status == http.StatusOK && c.method == "GET" {
+				assert.Equal(t, f.segment, r.body)
+				assert.Equal(t, strconv.Itoa(len(f.segment)), r.header.Get("Content-Length"))
+				assert.Equal(t, "public, max-age=31536000, immutable", r.header.Get("Cache-Control"))
+				assert.NotEmpty(t, r.header.Get("ETag"))
+				assert.NotEmpty(t, r.header.Get("Last-Modified"))
+			}
+			assert.Equal(t, c.want, counter.take())
+		})
+	}
+
+	// Not in the first backend: the whole-object GET misses, and the
+	// second backend serves it.
+	other := backendsLocal(t)
+	g := newOrigin(t, serve.Config{}, counted, other)
+	key := "tracks/" + trackID + "/" + strings.Repeat("ef", 32) + ".mp3"
+	_, err = other.Put(ctx, key, strings.NewReader("migrated"), "")
+	require.NoError(t, err)
+	r := g.do(t, "GET", "/"+key)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, "migrated", string(r.body))
 }
