@@ -28,60 +28,94 @@ var errUnsatisfiable = errors.New("range not satisfiable")
 //   - otherwise the satisfiable ranges, clipped to the representation,
 //     in the order asked.
 func parseRange(h string, size int64) ([]byteRange, error) {
-	spec, ok := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	specs, ok := parseRangeSpecs(h)
 	if !ok || size == 0 {
 		return nil, nil
 	}
 	var out []byteRange
-	n := 0
+	for _, r := range specs {
+		if r.first < 0 { // suffix-range: the last N bytes
+			if r.last == 0 {
+				continue // unsatisfiable
+			}
+			n := min(r.last, size)
+			out = append(out, byteRange{start: size - n, length: n})
+			continue
+		}
+		if r.first >= size {
+			continue // unsatisfiable
+		}
+		end := size - 1
+		if r.last >= 0 {
+			end = min(r.last, size-1)
+		}
+		out = append(out, byteRange{start: r.first, length: end - r.first + 1})
+	}
+	if len(out) == 0 {
+		return nil, errUnsatisfiable
+	}
+	return out, nil
+}
+
+// rangeSpec is one byte-range-spec as written: first-last, first- (last
+// -1), or a suffix of last bytes (first -1).
+type rangeSpec struct {
+	first, last int64
+}
+
+// parseRangeSpecs reads the syntax of a Range header, without the size
+// of the representation. ok is false when the header must be ignored:
+// absent, another unit, invalid syntax, no range at all, or more than
+// maxRanges.
+func parseRangeSpecs(h string) (specs []rangeSpec, ok bool) {
+	spec, ok := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	if !ok {
+		return nil, false
+	}
 	for part := range strings.SplitSeq(spec, ",") {
 		part = strings.Trim(part, " \t")
 		if part == "" {
 			continue // RFC 9110 §5.6.1: empty list elements are ignored
 		}
-		if n++; n > maxRanges {
-			return nil, nil
+		if len(specs) == maxRanges {
+			return nil, false
 		}
 		first, last, ok := strings.Cut(part, "-")
 		if !ok {
-			return nil, nil
+			return nil, false
 		}
-		if first == "" { // suffix-range: the last N bytes
+		if first == "" {
 			n, ok := parseDigits(last)
 			if !ok {
-				return nil, nil
+				return nil, false
 			}
-			if n == 0 {
-				continue // unsatisfiable
-			}
-			n = min(n, size)
-			out = append(out, byteRange{start: size - n, length: n})
+			specs = append(specs, rangeSpec{first: -1, last: n})
 			continue
 		}
 		start, ok := parseDigits(first)
 		if !ok {
-			return nil, nil
+			return nil, false
 		}
-		end := size - 1
+		end := int64(-1)
 		if last != "" {
-			e, ok := parseDigits(last)
-			if !ok || e < start {
-				return nil, nil // invalid: the whole header is ignored
+			if end, ok = parseDigits(last); !ok || end < start {
+				return nil, false // invalid: the whole header is ignored
 			}
-			end = min(e, size-1)
 		}
-		if start >= size {
-			continue // unsatisfiable
-		}
-		out = append(out, byteRange{start: start, length: end - start + 1})
+		specs = append(specs, rangeSpec{first: start, last: end})
 	}
-	if len(out) == 0 {
-		if n == 0 {
-			return nil, nil // "bytes=" with nothing in it
-		}
-		return nil, errUnsatisfiable
+	return specs, len(specs) > 0
+}
+
+// singleRange reads a Range header that asks for one range from a known
+// offset: first-last, or first- (last -1). A storage backend can serve
+// it without knowing the size first. ok is false for anything else.
+func singleRange(h string) (r rangeSpec, ok bool) {
+	specs, ok := parseRangeSpecs(h)
+	if !ok || len(specs) != 1 || specs[0].first < 0 {
+		return rangeSpec{}, false
 	}
-	return out, nil
+	return specs[0], true
 }
 
 // parseDigits parses 1*DIGIT without signs or overflow.

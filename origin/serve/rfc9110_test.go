@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestParseRange(t *testing.T) {
@@ -81,7 +82,43 @@ func FuzzParseRange(f *testing.F) {
 				assert.Greater(t, merged[i].start, merged[i-1].start+merged[i-1].length)
 			}
 		}
+		// What a remote backend is asked for, without the size, is what
+		// the size would have made of the header.
+		if r, ok := singleRange(h); ok && r.first < size {
+			require.NoError(t, err)
+			require.Len(t, rs, 1, "%q", h)
+			end := size - 1
+			if r.last >= 0 {
+				end = min(r.last, size-1)
+			}
+			assert.Equal(t, byteRange{start: r.first, length: end - r.first + 1}, rs[0], "%q size %d", h, size)
+		} else if ok && size > 0 {
+			assert.ErrorIs(t, err, errUnsatisfiable, "%q size %d", h, size)
+		}
 	})
+}
+
+func TestSingleRange(t *testing.T) {
+	for _, c := range []struct {
+		h    string
+		want rangeSpec
+		ok   bool
+	}{
+		{"bytes=0-99", rangeSpec{0, 99}, true},
+		{"bytes=100-", rangeSpec{100, -1}, true},
+		{" bytes= 7-7 ,", rangeSpec{7, 7}, true},
+		{"bytes=-500", rangeSpec{}, false}, // a suffix needs the size
+		{"bytes=0-1,5-6", rangeSpec{}, false},
+		{"bytes=0-1,2-3", rangeSpec{}, false}, // merged only once the size is known
+		{"bytes=5-2", rangeSpec{}, false},
+		{"bytes=", rangeSpec{}, false},
+		{"items=0-1", rangeSpec{}, false},
+		{"", rangeSpec{}, false},
+	} {
+		got, ok := singleRange(c.h)
+		assert.Equal(t, c.ok, ok, "%q", c.h)
+		assert.Equal(t, c.want, got, "%q", c.h)
+	}
 }
 
 func TestEvaluateConditionals(t *testing.T) {

@@ -452,16 +452,34 @@ func TestS3RequestsPerPull(t *testing.T) {
 		header []string
 		status int
 		want   map[string]int
+		from   int // a 206's first byte, and one past its last
+		to     int
 	}{
-		{"whole segment", "GET", nil, http.StatusOK, map[string]int{"GET": 1}},
-		{"a range", "GET", []string{"Range", "bytes=0-99"}, http.StatusPartialContent, map[string]int{"HEAD": 1, "GET": 1}},
-		{"a validator", "GET", []string{"If-None-Match", `"nope"`}, http.StatusOK, map[string]int{"HEAD": 1, "GET": 1}},
-		{"revalidation", "GET", []string{"If-None-Match", `"` + f.segKey[len(f.segKey)-36:len(f.segKey)-4] + `"`}, http.StatusNotModified, map[string]int{"HEAD": 1}},
-		{"HEAD", "HEAD", nil, http.StatusOK, map[string]int{"HEAD": 1}},
+		{"whole segment", "GET", nil, http.StatusOK, map[string]int{"GET": 1}, 0, 0},
+		{"a range", "GET", []string{"Range", "bytes=1000-1099"}, http.StatusPartialContent, map[string]int{"GET": 1}, 1000, 1100},
+		{"a range past the end", "GET", []string{"Range", "bytes=99990-200000"}, http.StatusPartialContent, map[string]int{"GET": 1}, 99990, 100000},
+		{"from an offset", "GET", []string{"Range", "bytes=99000-"}, http.StatusPartialContent, map[string]int{"GET": 1}, 99000, 100000},
+		{"from the start", "GET", []string{"Range", "bytes=0-"}, http.StatusPartialContent, map[string]int{"GET": 1}, 0, 100000},
+		// The 416 names the size, which the refused GET did not give.
+		{"a range after the end", "GET", []string{"Range", "bytes=100000-"}, http.StatusRequestedRangeNotSatisfiable, map[string]int{"GET": 1, "HEAD": 1}, 0, 0},
+		// These need the size to know which bytes they mean.
+		{"a suffix", "GET", []string{"Range", "bytes=-100"}, http.StatusPartialContent, map[string]int{"HEAD": 1, "GET": 1}, 99900, 100000},
+		{"two ranges", "GET", []string{"Range", "bytes=0-9,20-29"}, http.StatusOK, map[string]int{"HEAD": 1, "GET": 1}, 0, 0},
+		{"a validator", "GET", []string{"If-None-Match", `"nope"`}, http.StatusOK, map[string]int{"HEAD": 1, "GET": 1}, 0, 0},
+		{"revalidation", "GET", []string{"If-None-Match", `"` + f.segKey[len(f.segKey)-36:len(f.segKey)-4] + `"`}, http.StatusNotModified, map[string]int{"HEAD": 1}, 0, 0},
+		{"HEAD", "HEAD", nil, http.StatusOK, map[string]int{"HEAD": 1}, 0, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := f.do(t, c.method, "/"+f.segKey, c.header...)
 			require.Equal(t, c.status, r.status, "%s", r.body)
+			if c.status == http.StatusPartialContent {
+				assert.Equal(t, fmt.Sprintf("bytes %d-%d/100000", c.from, c.to-1), r.header.Get("Content-Range"))
+				assert.Equal(t, f.segment[c.from:c.to], r.body)
+				assert.Equal(t, strconv.Itoa(c.to-c.from), r.header.Get("Content-Length"))
+			}
+			if c.status == http.StatusRequestedRangeNotSatisfiable {
+				assert.Equal(t, "bytes */100000", r.header.Get("Content-Range"))
+			}
 			if c.status == http.StatusOK && c.method == "GET" {
 				assert.Equal(t, f.segment, r.body)
 				assert.Equal(t, strconv.Itoa(len(f.segment)), r.header.Get("Content-Length"))

@@ -315,9 +315,15 @@ func mapS3Error(key string, err error) error {
 	if errors.As(err, &api) && (api.ErrorCode() == "NoSuchKey" || api.ErrorCode() == "NotFound") {
 		return ErrNotFound
 	}
+	if errors.As(err, &api) && api.ErrorCode() == "InvalidRange" {
+		return ErrRangeNotSatisfiable
+	}
 	var re interface{ HTTPStatusCode() int }
 	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
 		return ErrNotFound
+	}
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable {
+		return ErrRangeNotSatisfiable
 	}
 	return fmt.Errorf("storage: s3 %s: %w", key, err)
 }

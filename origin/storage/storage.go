@@ -22,6 +22,9 @@ var (
 	ErrNotFound = errors.New("storage: object not found")
 	// ErrInvalidKey is returned for a key that ValidateKey rejects.
 	ErrInvalidKey = errors.New("storage: invalid key")
+	// ErrRangeNotSatisfiable is returned by a remote backend's Open when
+	// offset is at or past the end of the object (or it is empty).
+	ErrRangeNotSatisfiable = errors.New("storage: range not satisfiable")
 )
 
 // MaxKeyLen bounds a key (S3's own limit).
@@ -40,9 +43,10 @@ type Object struct {
 type Backend interface {
 	// Name is the backend's kind as recorded on track rows: "local" or "s3".
 	Name() string
-	// Open reads length bytes starting at offset (length < 0: to the end).
-	// The caller has checked the range against the size from Stat; the
-	// returned Object always describes the whole object.
+	// Open reads length bytes starting at offset (length < 0: to the end;
+	// past the end: to the end). The returned Object always describes the
+	// whole object, so a remote object can be found and read in one
+	// request, without a Stat first.
 	Open(ctx context.Context, key string, offset, length int64) (io.ReadCloser, Object, error)
 	// Stat describes an object without reading it.
 	Stat(ctx context.Context, key string) (Object, error)

@@ -76,3 +76,19 @@ func TestS3FailedMultipartIsAborted(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, out.Uploads, "no multipart upload may stay open")
 }
+
+// S3 refuses a range that starts at or past the end; the origin then
+// describes the object, for the 416's size.
+func TestS3OpenPastTheEnd(t *testing.T) {
+	b := s3test.Start(t).NewBucket(t)
+	_, err := b.Put(t.Context(), "tracks/a/b.mp3", bytes.NewReader([]byte("0123456789")), "")
+	require.NoError(t, err)
+	_, _, err = b.Open(t.Context(), "tracks/a/b.mp3", 10, -1)
+	assert.ErrorIs(t, err, storage.ErrRangeNotSatisfiable)
+	rc, obj, err := b.Open(t.Context(), "tracks/a/b.mp3", 8, 100)
+	require.NoError(t, err, "a range that ends past the end is clipped")
+	defer rc.Close()
+	got, _ := io.ReadAll(rc)
+	assert.Equal(t, "89", string(got))
+	assert.EqualValues(t, 10, obj.Size, "the whole object is described")
+}
