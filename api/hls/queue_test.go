@@ -83,6 +83,22 @@ func (h *queueHarness) startQueue(cfg QueueConfig, set *metrics.Set) *Queue {
 	return q
 }
 
+// track creates a public track of alice's.
+func (h *queueHarness) track(title string) catalog.Track {
+	h.t.Helper()
+	tr, err := h.store.CreateTrack(context.Background(), "alice", catalog.NewTrack{Title: title, Artist: "A", Visibility: catalog.Public})
+	require.NoError(h.t, err)
+	return tr
+}
+
+// localBackend is a local backend in a temporary directory.
+func localBackend(t *testing.T) storage.Backend {
+	t.Helper()
+	b, err := storage.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	return b
+}
+
 // upload does what the API's upload does: store the original, then
 // record it and enqueue packaging in one transaction.
 func (h *queueHarness) upload(track catalog.Track, data []byte, ext string) catalog.Track {
@@ -147,8 +163,7 @@ func TestUploadBecomesPlayableHLS(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := newQueueHarness(t, newBackend(t), time.Hour)
 			ctx := context.Background()
-			tr, err := h.store.CreateTrack(ctx, "alice", catalog.NewTrack{Title: "Tone", Artist: "A", Visibility: catalog.Public})
-			require.NoError(t, err)
+			tr := h.track("Tone")
 			tr = h.upload(tr, audioFile(t, 30, 440), "mp3")
 			tr = h.waitFor(tr.ID, *tr.SHA256, catalog.HLSReady, catalog.HLSFailed)
 			require.Equal(t, catalog.HLSReady, tr.HLSStatus, "error: %v", tr.HLSError)
@@ -227,24 +242,20 @@ func assertDecodes(t *testing.T, url string, renditions int, minSeconds float64)
 // to package the next upload. New audio replaces the package, and the old
 // one is collected after the grace period.
 func TestFailuresAndReplacement(t *testing.T) {
-	b, err := storage.NewLocal(t.TempDir())
-	require.NoError(t, err)
-	h := newQueueHarness(t, b, time.Second)
+	h := newQueueHarness(t, localBackend(t), time.Second)
 	ctx := context.Background()
 
-	bad, err := h.store.CreateTrack(ctx, "alice", catalog.NewTrack{Title: "Bad", Artist: "A", Visibility: catalog.Public})
-	require.NoError(t, err)
+	bad := h.track("Bad")
 	bad = h.upload(bad, []byte("not audio, although the API's sniffer was told otherwise"), "mp3")
 	bad = h.waitFor(bad.ID, *bad.SHA256, catalog.HLSFailed)
 	require.NotNil(t, bad.HLSError)
 	assert.Contains(t, *bad.HLSError, "unusable input")
 	assert.Nil(t, bad.HLSPrefix, "nothing half-written becomes visible")
 	var keys []string
-	require.NoError(t, b.List(ctx, "hls/", func(o storage.Object) error { keys = append(keys, o.Key); return nil }))
+	require.NoError(t, h.backend.List(ctx, "hls/", func(o storage.Object) error { keys = append(keys, o.Key); return nil }))
 	assert.Empty(t, keys, "a failed job leaves no objects")
 
-	good, err := h.store.CreateTrack(ctx, "alice", catalog.NewTrack{Title: "Good", Artist: "A", Visibility: catalog.Public})
-	require.NoError(t, err)
+	good := h.track("Good")
 	good = h.upload(good, audioFile(t, 8, 440), "mp3")
 	good = h.waitFor(good.ID, *good.SHA256, catalog.HLSReady)
 	first := *good.HLSPrefix
@@ -256,11 +267,11 @@ func TestFailuresAndReplacement(t *testing.T) {
 	require.NotEqual(t, first, *good.HLSPrefix)
 	require.Eventually(t, func() bool {
 		n := 0
-		_ = b.List(ctx, first+"/", func(storage.Object) error { n++; return nil })
+		_ = h.backend.List(ctx, first+"/", func(storage.Object) error { n++; return nil })
 		return n == 0
 	}, 30*time.Second, 200*time.Millisecond, "the replaced package is collected")
 	n := 0
-	require.NoError(t, b.List(ctx, *good.HLSPrefix+"/", func(storage.Object) error { n++; return nil }))
+	require.NoError(t, h.backend.List(ctx, *good.HLSPrefix+"/", func(storage.Object) error { n++; return nil }))
 	assert.Positive(t, n, "the current package stays")
 }
 
@@ -268,12 +279,9 @@ func TestFailuresAndReplacement(t *testing.T) {
 // "running" for river's rescuer: the track shows queued again, the
 // interruption costs no attempt, and the next worker makes the package.
 func TestStoppingWorkerRequeuesItsJob(t *testing.T) {
-	b, err := storage.NewLocal(t.TempDir())
-	require.NoError(t, err)
-	h := newQueueHarnessWith(t, b, QueueConfig{Workers: 1, StopTimeout: 50 * time.Millisecond})
+	h := newQueueHarnessWith(t, localBackend(t), QueueConfig{Workers: 1, StopTimeout: 50 * time.Millisecond})
 	ctx := context.Background()
-	tr, err := h.store.CreateTrack(ctx, "alice", catalog.NewTrack{Title: "Long", Artist: "A", Visibility: catalog.Public})
-	require.NoError(t, err)
+	tr := h.track("Long")
 	tr = h.upload(tr, audioFile(t, 60, 440), "mp3")
 	h.waitFor(tr.ID, *tr.SHA256, catalog.HLSProcessing)
 
@@ -302,16 +310,13 @@ func TestStoppingWorkerRequeuesItsJob(t *testing.T) {
 // An attempt that fails for a reason other than the input leaves the
 // track queued with the error shown; the last attempt fails it.
 func TestRetriedFailuresShowTheLastError(t *testing.T) {
-	b, err := storage.NewLocal(t.TempDir())
-	require.NoError(t, err)
-	h := newQueueHarness(t, b, time.Hour)
+	h := newQueueHarness(t, localBackend(t), time.Hour)
 	ctx := context.Background()
-	tr, err := h.store.CreateTrack(ctx, "alice", catalog.NewTrack{Title: "Elsewhere", Artist: "A", Visibility: catalog.Public})
-	require.NoError(t, err)
+	tr := h.track("Elsewhere")
 	// Stored where this worker has no backend: retried, in case another
 	// worker has it.
 	sum := strings.Repeat("ab", 32)
-	_, err = h.store.SetAudio(ctx, tr.ID, "", catalog.Audio{Backend: "s3", Key: catalog.OriginalKey(tr.ID, sum, "mp3"),
+	_, err := h.store.SetAudio(ctx, tr.ID, "", catalog.Audio{Backend: "s3", Key: catalog.OriginalKey(tr.ID, sum, "mp3"),
 		ContentType: "audio/mpeg", Size: 1, SHA256: sum}, h.queue.Enqueue)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
