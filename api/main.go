@@ -6,6 +6,8 @@
 //	api worker                  run only HLS packaging workers
 //	api token --sub ID [--ttl D] [--role R]
 //	                            print a development JWT (HS256, AUTH_JWT_SECRET)
+//	api orphans [--delete] [--min-age D]
+//	                            list (and remove) objects no track names
 package main
 
 import (
@@ -15,9 +17,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -31,6 +35,7 @@ import (
 	"github.com/playgate/playgate/api/catalog"
 	"github.com/playgate/playgate/api/hls"
 	"github.com/playgate/playgate/api/httpapi"
+	"github.com/playgate/playgate/api/orphans"
 	"github.com/playgate/playgate/api/purge"
 	"github.com/playgate/playgate/api/schema"
 	"github.com/playgate/playgate/internal/envcfg"
@@ -62,8 +67,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return migrate(ctx, stdout)
 	case "token":
 		return token(args, stdout)
+	case "orphans":
+		return listOrphans(ctx, args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q: use serve, worker, migrate or token", cmd)
+		return fmt.Errorf("unknown command %q: use serve, worker, migrate, token or orphans", cmd)
 	}
 }
 
@@ -209,6 +216,83 @@ func migrate(ctx context.Context, stdout io.Writer) error {
 	if len(applied) == 0 {
 		fmt.Fprintln(stdout, "database is up to date")
 	}
+	return nil
+}
+
+// minOrphanAge keeps `api orphans` away from what is being written: an
+// upload promoted a moment before its track names it, a package whose
+// files are stored before it is made the track's.
+const minOrphanAge = 24 * time.Hour
+
+// listOrphans prints the objects in every configured backend that no live
+// track names, one per line (backend, key, size, modification time), and
+// with --delete removes them.
+func listOrphans(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("orphans", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	remove := fs.Bool("delete", false, "remove the orphans found")
+	minAge := fs.Duration("min-age", 2*minOrphanAge, "judge only objects last modified longer ago than this (at least 24h)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: api orphans [--delete] [--min-age D]")
+		fmt.Fprintln(stderr, "Objects under tracks/ and hls/ that no live track names. During a migration between")
+		fmt.Fprintln(stderr, "backends, objects copied ahead of their tracks' rows are listed too: run it after.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *minAge < minOrphanAge {
+		return fmt.Errorf("--min-age must be at least %dh", int(minOrphanAge.Hours()))
+	}
+	cfg, log, err := loadConfig(stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.DatabaseURL == "" {
+		return errors.New("DATABASE_URL is required")
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	defer pool.Close()
+	backends, err := storage.OpenAll(ctx, cfg.storage())
+	if err != nil {
+		return err
+	}
+	store := catalog.NewStore(pool, nil)
+	queue, err := hls.NewQueue(hls.QueueConfig{}, pool, store, backends, nil, log, metrics.NewSet())
+	if err != nil {
+		return err
+	}
+	pending, err := queue.PendingCollections(ctx)
+	if err != nil {
+		return err
+	}
+	finder := orphans.Finder{Store: store, Pending: pending, Cutoff: time.Now().Add(-*minAge)}
+	var found []orphans.Orphan
+	var size int64
+	for _, name := range slices.Sorted(maps.Keys(backends)) {
+		err := finder.Find(ctx, name, backends[name], func(o orphans.Orphan) error {
+			found = append(found, o)
+			size += o.Size
+			_, err := fmt.Fprintf(stdout, "%s\t%s\t%d\t%s\n", o.Backend, o.Key, o.Size, o.ModTime.UTC().Format(time.RFC3339))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stderr, "%d orphans, %d bytes\n", len(found), size)
+	if !*remove {
+		return nil
+	}
+	for i, o := range found {
+		if err := backends[o.Backend].Delete(ctx, o.Key); err != nil {
+			return fmt.Errorf("deleted %d of %d: %w", i, len(found), err)
+		}
+	}
+	fmt.Fprintf(stderr, "deleted %d\n", len(found))
 	return nil
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -76,4 +78,33 @@ func TestServeRefusesAShortSecret(t *testing.T) {
 
 func TestUnknownCommand(t *testing.T) {
 	assert.ErrorContains(t, run(context.Background(), []string{"dance"}, &bytes.Buffer{}, &bytes.Buffer{}), "unknown command")
+}
+
+func TestOrphansCommand(t *testing.T) {
+	t.Setenv("DATABASE_URL", pg.NewDatabase(t))
+	dir := t.TempDir()
+	t.Setenv("STORAGE_DIR", dir)
+	t.Setenv("TRACK_STORAGE_BACKEND", "local")
+	// An original whose track is gone, as a failed delete leaves it.
+	key := "tracks/0190a0b4-0000-7000-8000-000000000009/" + strings.Repeat("ab", 32) + ".mp3"
+	path := filepath.Join(dir, key)
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte("audio"), 0o644))
+	old := time.Now().Add(-72 * time.Hour)
+	require.NoError(t, os.Chtimes(path, old, old))
+
+	var out, errOut bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"orphans"}, &out, &errOut))
+	assert.Equal(t, "local\t"+key+"\t5\t"+old.UTC().Format(time.RFC3339)+"\n", out.String())
+	assert.Contains(t, errOut.String(), "1 orphans, 5 bytes")
+	assert.FileExists(t, path, "listing removes nothing")
+
+	require.NoError(t, run(context.Background(), []string{"orphans", "--min-age", "96h"}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "0 orphans", "younger than --min-age")
+
+	require.NoError(t, run(context.Background(), []string{"orphans", "--delete"}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "deleted 1")
+	assert.NoFileExists(t, path)
+
+	assert.ErrorContains(t, run(context.Background(), []string{"orphans", "--min-age", "1h"}, &out, &errOut), "at least 24h")
 }

@@ -263,6 +263,34 @@ func (s *Store) hlsUpdate(ctx context.Context, id uuid.UUID, sourceSHA256, set s
 	return t, err
 }
 
+// Objects is what a live track names in storage.
+type Objects struct {
+	Backend   string // where both are
+	Original  string // "" before the first upload
+	HLSPrefix string // "" until a package is ready
+}
+
+// LiveObjects returns what each of ids names in storage, for the tracks
+// that are not deleted.
+func (s *Store) LiveObjects(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]Objects, error) {
+	rows, err := s.primary.Query(ctx, `SELECT id, coalesce(storage_backend, ''), coalesce(object_key, ''), coalesce(hls_prefix, '')
+		FROM tracks WHERE id = ANY($1) AND deleted_at IS NULL`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read tracks' objects: %w", err)
+	}
+	out := make(map[uuid.UUID]Objects, len(ids))
+	var id uuid.UUID
+	var o Objects
+	_, err = pgx.ForEachRow(rows, []any{&id, &o.Backend, &o.Original, &o.HLSPrefix}, func() error {
+		out[id] = o
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read tracks' objects: %w", err)
+	}
+	return out, nil
+}
+
 // DeleteTrack soft-deletes a track and revokes its share links, returning
 // the row as it was (the caller removes its objects).
 func (s *Store) DeleteTrack(ctx context.Context, id uuid.UUID) (Track, error) {

@@ -2,6 +2,7 @@ package hls
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -130,6 +131,32 @@ func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, track uuid.UUID, sourceS
 		return fmt.Errorf("hls: cannot queue packaging of %s: %w", track, err)
 	}
 	return nil
+}
+
+// PendingCollections returns the prefixes of replaced packages that are
+// waiting out their grace period: no track names them, and players may
+// still be on them.
+func (q *Queue) PendingCollections(ctx context.Context) (map[string]bool, error) {
+	params := river.NewJobListParams().Kinds(CollectArgs{}.Kind()).States(rivertype.JobStateAvailable,
+		rivertype.JobStatePending, rivertype.JobStateRetryable, rivertype.JobStateRunning, rivertype.JobStateScheduled).First(1000)
+	out := map[string]bool{}
+	for {
+		res, err := q.client.JobList(ctx, params)
+		if err != nil {
+			return nil, fmt.Errorf("hls: cannot list pending collections: %w", err)
+		}
+		for _, j := range res.Jobs {
+			var a CollectArgs
+			if err := json.Unmarshal(j.EncodedArgs, &a); err != nil {
+				return nil, fmt.Errorf("hls: collection job %d: %w", j.ID, err)
+			}
+			out[a.Prefix] = true
+		}
+		if len(res.Jobs) < 1000 {
+			return out, nil
+		}
+		params = params.After(res.LastCursor)
+	}
 }
 
 // Start starts the workers (if any).

@@ -111,3 +111,28 @@ func TestWorkersSweepAtStart(t *testing.T) {
 	assert.False(t, exists(t, b, key), "the unpromoted upload of two days ago is gone")
 	assert.NoFileExists(t, leftover, "so is the temporary file of two days ago")
 }
+
+// A replaced package waiting out its grace period is pending collection
+// until its job has run.
+func TestPendingCollections(t *testing.T) {
+	h := newQueueHarness(t, localBackend(t), time.Hour)
+	ctx := context.Background()
+	track := uuid.New()
+	soon := "hls/" + track.String() + "/0123456789abcdef"
+	_, err := h.queue.client.Insert(ctx, CollectArgs{TrackID: track, Backend: "local", Prefix: soon},
+		&river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	now := "hls/" + track.String() + "/fedcba9876543210"
+	_, err = h.queue.client.Insert(ctx, CollectArgs{TrackID: track, Backend: "local", Prefix: now}, nil)
+	require.NoError(t, err)
+
+	// The second runs at once (nothing names it) and is then done.
+	require.Eventually(t, func() bool {
+		pending, err := h.queue.PendingCollections(ctx)
+		require.NoError(t, err)
+		return !pending[now]
+	}, time.Minute, 100*time.Millisecond)
+	pending, err := h.queue.PendingCollections(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]bool{soon: true}, pending)
+}

@@ -224,7 +224,7 @@ func (s *Server) tooLarge(ctx *fasthttp.RequestCtx) {
 }
 
 // removeObject deletes an object nothing points at; a failure leaves an
-// orphan, which is logged and counted for a janitor to find.
+// orphan, which is logged and counted; `api orphans` finds it.
 func (s *Server) removeObject(ctx context.Context, b storage.Backend, key string, track uuid.UUID) {
 	if err := b.Delete(ctx, key); err != nil {
 		s.orphanObjects.Inc()
