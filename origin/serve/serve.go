@@ -452,13 +452,10 @@ func (s *Server) find(key string, readAhead *rangeSpec) (storage.Backend, storag
 			}
 			body, obj, err = s.openRemote(b, key, readAhead.first, length)
 			if errors.Is(err, storage.ErrRangeNotSatisfiable) {
-				// The 416 names the size.
-				obj, err = statRemote(b, key)
+				obj, err = s.statRemote(b, key) // the 416 names the size
 			}
 		} else {
-			start := time.Now()
-			obj, err = statRemote(b, key)
-			s.storageTime[b.Name()].UpdateDuration(start)
+			obj, err = s.statRemote(b, key)
 		}
 		if err == nil {
 			return b, obj, file, body, nil
@@ -470,9 +467,10 @@ func (s *Server) find(key string, readAhead *rangeSpec) (storage.Backend, storag
 	return nil, storage.Object{}, nil, nil, err
 }
 
-func statRemote(b storage.Backend, key string) (storage.Object, error) {
+func (s *Server) statRemote(b storage.Backend, key string) (storage.Object, error) {
 	c, cancel := context.WithTimeout(context.Background(), storageTimeout)
 	defer cancel()
+	defer s.storageTime[b.Name()].UpdateDuration(time.Now())
 	return b.Stat(c, key)
 }
 
