@@ -79,6 +79,7 @@ func BenchmarkObjectS3(b *testing.B) {
 	for _, c := range []struct{ name, ifNoneMatch string }{{"whole", ""}, {"described-first", `"other"`}} {
 		b.Run(c.name, func(b *testing.B) {
 			var ctx fasthttp.RequestCtx
+			b.ReportAllocs()
 			for b.Loop() {
 				ctx.Request.Reset()
 				ctx.Response.Reset()
