@@ -30,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 
 	"github.com/playgate/playgate/api/auth"
 	"github.com/playgate/playgate/api/catalog"
@@ -128,16 +129,25 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 	if !http && workers == 0 {
 		return errors.New("api worker: WORKER_CONCURRENCY must be at least 1")
 	}
+	provider, purgeAPI, err := purgeClient(ctx, cfg, backends, log)
+	if err != nil {
+		return err
+	}
 	var queue *hls.Queue
 	if cfg.HLSStreaming || !http {
 		var packager *hls.Packager
+		var extra func(*river.Workers) map[string]river.QueueConfig
 		if workers > 0 {
 			if packager, err = cfg.packager(); err != nil {
 				return err
 			}
+			if purgeAPI != nil {
+				w := purge.NewWorker(purge.WorkerConfig{}, provider, purgeAPI, log, set)
+				extra = func(ws *river.Workers) map[string]river.QueueConfig { return w.Register(ws, purgeConcurrency) }
+			}
 		}
-		queue, err = hls.NewQueue(hls.QueueConfig{Workers: workers, CollectAfter: cfg.HLSCollectAfter, SweepAfter: cfg.UploadSweepAfter},
-			primary, store, backends, packager, log, set)
+		queue, err = hls.NewQueue(hls.QueueConfig{Workers: workers, CollectAfter: cfg.HLSCollectAfter,
+			SweepAfter: cfg.UploadSweepAfter, Extra: extra}, primary, store, backends, packager, log, set)
 		if err != nil {
 			return err
 		}
@@ -161,9 +171,19 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 	if cfg.HLSStreaming {
 		enqueue = queue.Enqueue
 	}
-	purger, err := newPurger(ctx, cfg, backends, log, set)
-	if err != nil {
-		return err
+	var purger purge.Purger
+	switch {
+	case purgeAPI == nil:
+		purger = purge.NewSkip(log, set, provider)
+	case queue != nil:
+		// Run by the packaging workers, wherever they are: they read the
+		// same configuration.
+		purger = purge.NewJobs(queue.Insert, provider, log, set)
+	default:
+		// HLS_STREAMING=false: no job queue, so purges wait in memory.
+		q := purge.NewQueue(purge.QueueConfig{}, provider, purgeAPI, log, set)
+		go q.Run(ctx)
+		purger = q
 	}
 	srv, err := httpapi.New(httpapi.Config{
 		UploadMaxBytes:    cfg.UploadMaxBytes,
@@ -319,46 +339,43 @@ func token(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// newPurger picks the CDN's purge API (SPEC §4.6), running its queue in
-// the background; providers without an API, or without credentials for
-// it, log and count skipped purges.
-func newPurger(ctx context.Context, cfg *Config, backends map[string]storage.Backend, log *slog.Logger, set *metrics.Set) (purge.Purger, error) {
+// purgeConcurrency is how many purges a worker process runs at once.
+const purgeConcurrency = 4
+
+// purgeClient picks the CDN's purge API (SPEC §4.6): nil when there is
+// none, for want of a CDN or of its credentials.
+func purgeClient(ctx context.Context, cfg *Config, backends map[string]storage.Backend, log *slog.Logger) (string, purge.Client, error) {
 	if !cfg.CDNEnabled {
-		return purge.NewSkip(log, set, "none"), nil
+		return "none", nil, nil
 	}
-	var client purge.Client
 	provider := cfg.CDNProvider
 	if cfg.EdgePurgeURL != "" {
 		// playgate's own edge: directories are listed from storage.
-		provider = "selfhosted"
-		client = &purge.SelfHosted{URL: cfg.EdgePurgeURL, List: storage.Lister(backends[cfg.TrackStorageBackend])}
+		return "selfhosted", &purge.SelfHosted{URL: cfg.EdgePurgeURL, List: storage.Lister(backends[cfg.TrackStorageBackend])}, nil
 	}
-	switch {
-	case client != nil:
-	case cfg.CDNProvider == "bunny", cfg.CDNProvider == "bunny-sha256", cfg.CDNProvider == "bunny-md5":
+	var client purge.Client
+	switch provider {
+	case "bunny", "bunny-sha256", "bunny-md5":
 		if cfg.CDNAPIKey != "" {
 			client = &purge.Bunny{API: cfg.BunnyAPIURL, ZoneURL: cfg.CDNBaseURL, Key: cfg.CDNAPIKey}
 		}
-	case cfg.CDNProvider == "cloudflare":
+	case "cloudflare":
 		if cfg.CloudflareZoneID != "" && cfg.CloudflareAPIToken != "" {
 			client = &purge.Cloudflare{API: cfg.CloudflareAPIURL, Zone: cfg.CloudflareZoneID,
 				Token: cfg.CloudflareAPIToken, SiteURL: cfg.CDNBaseURL}
 		}
-	case cfg.CDNProvider == "cloudfront":
+	case "cloudfront":
 		if cfg.CloudFrontDistributionID != "" {
 			awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion("us-east-1"))
 			if err != nil {
-				return nil, fmt.Errorf("cannot load AWS configuration for CloudFront: %w", err)
+				return "", nil, fmt.Errorf("cannot load AWS configuration for CloudFront: %w", err)
 			}
 			client = &purge.CloudFront{Client: cloudfront.NewFromConfig(awsCfg), Distribution: cfg.CloudFrontDistributionID}
 		}
 	}
 	if client == nil {
 		log.Warn("no purge API configured for the CDN: cached copies of deleted or private tracks live until their TTL",
-			"provider", cfg.CDNProvider)
-		return purge.NewSkip(log, set, cfg.CDNProvider), nil
+			"provider", provider)
 	}
-	q := purge.NewQueue(purge.QueueConfig{}, provider, client, log, set)
-	go q.Run(ctx)
-	return q, nil
+	return provider, client, nil
 }

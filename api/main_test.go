@@ -3,12 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -107,4 +114,83 @@ func TestOrphansCommand(t *testing.T) {
 	assert.NoFileExists(t, path)
 
 	assert.ErrorContains(t, run(context.Background(), []string{"orphans", "--min-age", "1h"}, &out, &errOut), "at least 24h")
+}
+
+// api serve wires CDN purges through the job queue: a track turned
+// private is purged by the in-process worker, from a job in PostgreSQL.
+func TestServePurgesThroughTheJobQueue(t *testing.T) {
+	var mu sync.Mutex
+	var purged []string
+	bunny := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		purged = append(purged, r.URL.Query().Get("url"))
+		mu.Unlock()
+	}))
+	defer bunny.Close()
+	dbURL := pg.NewDatabase(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	for k, v := range map[string]string{
+		"DATABASE_URL": dbURL, "API_ADDR": addr, "STORAGE_DIR": t.TempDir(), "AUTH_JWT_SECRET": testSecret,
+		"CDN_ENABLED": "true", "CDN_PROVIDER": "bunny", "CDN_BASE_URL": "https://z.b-cdn.net",
+		"CDN_API_KEY": "bunny-api-key", "BUNNY_API_URL": bunny.URL, "WORKER_CONCURRENCY": "1",
+	} {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, io.Discard, io.Discard) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+
+	tok, err := auth.Mint([]byte(testSecret), auth.MintOptions{Subject: "alice", TTL: time.Hour})
+	require.NoError(t, err)
+	call := func(method, path, body string) *http.Response {
+		req, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond)
+	resp := call("POST", "/v1/tracks", `{"title":"Song","artist":"A","visibility":"public"}`)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	var tr struct{ ID string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tr))
+	require.Equal(t, http.StatusOK, call("PATCH", "/v1/tracks/"+tr.ID, `{"visibility":"private"}`).StatusCode)
+
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(purged) > 0
+	}, 30*time.Second, 50*time.Millisecond, "the purge reaches the CDN")
+	require.Eventually(t, func() bool {
+		var jobs int
+		require.NoError(t, pgxQueryRow(t, dbURL, `SELECT count(*) FROM river_job WHERE kind = 'cdn_purge' AND state = 'completed'`, &jobs))
+		return jobs == 1
+	}, 30*time.Second, 50*time.Millisecond, "through a job")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Contains(t, purged[0], "/hls/"+tr.ID+"/")
+}
+
+func pgxQueryRow(t *testing.T, dbURL, sql string, dest ...any) error {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	return conn.QueryRow(context.Background(), sql).Scan(dest...)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -68,6 +69,11 @@ type QueueConfig struct {
 	// it interrupts them, to be taken up at once by another worker.
 	// Default 30s.
 	StopTimeout time.Duration
+	// Extra adds other packages' jobs to the workers' client (Workers >
+	// 0): it registers their workers and returns the queues they run in
+	// (purge.Worker.Register). A process has one client, so that whichever
+	// river elects leader schedules the periodic sweep.
+	Extra func(*river.Workers) map[string]river.QueueConfig
 	// SweepAfter is how old what an upload left in storage must be before
 	// the hourly sweep removes it (SweepArgs): longer than any upload
 	// takes. Default 24h.
@@ -108,6 +114,9 @@ func NewQueue(cfg QueueConfig, pool *pgxpool.Pool, store *catalog.Store, backend
 			func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
 			&river.PeriodicJobOpts{ID: SweepArgs{}.Kind(), RunOnStart: true})}
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+		if cfg.Extra != nil {
+			maps.Copy(rc.Queues, cfg.Extra(workers))
+		}
 		// A package of a long track takes minutes; river's default job
 		// timeout is one minute.
 		rc.JobTimeout = packager.cfg.Timeout + 10*time.Minute
@@ -131,6 +140,12 @@ func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, track uuid.UUID, sourceS
 		return fmt.Errorf("hls: cannot queue packaging of %s: %w", track, err)
 	}
 	return nil
+}
+
+// Insert queues a job of another package (QueueConfig.Extra's).
+func (q *Queue) Insert(ctx context.Context, args river.JobArgs) error {
+	_, err := q.client.Insert(ctx, args, nil)
+	return err
 }
 
 // PendingCollections returns the prefixes of replaced packages that are

@@ -1,0 +1,134 @@
+package purge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/riverqueue/river"
+)
+
+// JobQueue is the river queue purge jobs run in, apart from packaging,
+// so that a purge never waits behind a long package.
+const JobQueue = "cdn_purge"
+
+// Args is a purge job: object paths for the CDN to forget.
+type Args struct {
+	Paths []string `json:"paths"`
+}
+
+// Kind implements river.JobArgs.
+func (Args) Kind() string { return "cdn_purge" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (Args) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: JobQueue, MaxAttempts: jobAttempts}
+}
+
+// jobAttempts with Worker's default backoff (1s doubled up to an hour,
+// plus up to half again of jitter) retries a purge for four to six
+// hours: through a provider's outage, not only a blip.
+const jobAttempts = 16
+
+// Insert puts a job in the job queue (hls.Queue.Insert).
+type Insert func(ctx context.Context, args river.JobArgs) error
+
+// Jobs is the Purger that runs purges as jobs in PostgreSQL: a purge
+// survives the api's restart and a provider's outage, and none is dropped
+// because many are pending. The workers that run them (Worker) are the
+// packaging workers' (api worker, or WORKER_CONCURRENCY in api serve).
+type Jobs struct {
+	insert  Insert
+	log     *slog.Logger
+	dropped *metrics.Counter
+}
+
+// NewJobs builds the Purger that inserts jobs with insert.
+func NewJobs(insert Insert, provider string, log *slog.Logger, set *metrics.Set) *Jobs {
+	return &Jobs{insert: insert, log: log, dropped: outcomeCounter(set, provider, "dropped")}
+}
+
+// Purge implements Purger: one insert, which a failing database drops
+// (counted and logged).
+func (j *Jobs) Purge(ctx context.Context, paths []string) {
+	if err := j.insert(ctx, Args{Paths: paths}); err != nil {
+		j.dropped.Inc()
+		j.log.Error("cdn purge dropped: cannot queue it", "paths", paths, "err", err)
+	}
+}
+
+// WorkerConfig tunes a Worker.
+type WorkerConfig struct {
+	Backoff time.Duration // first retry delay, doubled each time, at most an hour (default 1s)
+	Timeout time.Duration // per API call (default 15s)
+}
+
+// Worker runs purge jobs against a provider's purge API, retrying 429,
+// 5xx and network errors with exponential backoff and jitter, and giving
+// up at once on any other answer.
+type Worker struct {
+	river.WorkerDefaults[Args]
+	cfg      WorkerConfig
+	client   Client
+	provider string
+	log      *slog.Logger
+	ok       *metrics.Counter
+	failed   *metrics.Counter
+	retried  *metrics.Counter
+}
+
+// NewWorker builds the worker for provider's client.
+func NewWorker(cfg WorkerConfig, provider string, client Client, log *slog.Logger, set *metrics.Set) *Worker {
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	return &Worker{cfg: cfg, client: client, provider: provider, log: log,
+		ok: outcomeCounter(set, provider, "purged"), failed: outcomeCounter(set, provider, "failed"),
+		retried: outcomeCounter(set, provider, "retried")}
+}
+
+// Work implements river.Worker.
+func (w *Worker) Work(ctx context.Context, job *river.Job[Args]) error {
+	c, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	err := w.client.Purge(c, job.Args.Paths)
+	cancel()
+	if err == nil {
+		w.ok.Inc()
+		return nil
+	}
+	var retry *RetryableError
+	if !errors.As(err, &retry) || job.Attempt >= job.MaxAttempts {
+		w.failed.Inc()
+		w.log.Error("cdn purge failed", "provider", w.provider, "paths", job.Args.Paths, "attempts", job.Attempt, "err", err)
+		return river.JobCancel(err)
+	}
+	w.retried.Inc()
+	return err
+}
+
+// NextRetry implements river.Worker: the backoff of WorkerConfig, not
+// river's default (attempt⁴ seconds), so that the first retries are quick.
+func (w *Worker) NextRetry(job *river.Job[Args]) time.Time {
+	delay := min(w.cfg.Backoff<<min(job.Attempt-1, 20), time.Hour)
+	return time.Now().Add(delay + rand.N(delay/2+1))
+}
+
+// Register adds the worker to workers, and returns the queue it runs in,
+// with concurrency purges at once (hls.QueueConfig.Extra).
+func (w *Worker) Register(workers *river.Workers, concurrency int) map[string]river.QueueConfig {
+	river.AddWorker(workers, w)
+	return map[string]river.QueueConfig{JobQueue: {MaxWorkers: concurrency}}
+}
+
+func outcomeCounter(set *metrics.Set, provider, outcome string) *metrics.Counter {
+	return set.GetOrCreateCounter(fmt.Sprintf(`playgate_api_purges_total{provider=%q,outcome=%q}`, provider, outcome))
+}
+
+var _ river.Worker[Args] = (*Worker)(nil)

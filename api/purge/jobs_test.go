@@ -1,0 +1,132 @@
+package purge
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/playgate/playgate/internal/pgtest"
+)
+
+var pg *pgtest.Server
+
+func TestMain(m *testing.M) { pgtest.Main(m, &pg) }
+
+// riverClient is a river client on pool: with w's worker when w is not
+// nil and started, insert-only otherwise.
+func riverClient(t *testing.T, pool *pgxpool.Pool, w *Worker) *river.Client[pgx.Tx] {
+	t.Helper()
+	rc := &river.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if w != nil {
+		rc.Workers = river.NewWorkers()
+		rc.Queues = w.Register(rc.Workers, 2)
+	}
+	c, err := river.NewClient(riverpgxv5.New(pool), rc)
+	require.NoError(t, err)
+	if w != nil {
+		require.NoError(t, c.Start(context.Background()))
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = c.Stop(ctx)
+		})
+	}
+	return c
+}
+
+func newPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), pg.NewDatabase(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func insertWith(c *river.Client[pgx.Tx]) Insert {
+	return func(ctx context.Context, args river.JobArgs) error {
+		_, err := c.Insert(ctx, args, nil)
+		return err
+	}
+}
+
+// A purge asked for while no worker runs (the api restarting, or the
+// workers) is done once one does: it waits in PostgreSQL, not in memory.
+func TestJobsSurviveUntilAWorkerRuns(t *testing.T) {
+	pool := newPool(t)
+	srv, reqs := fakeAPI(t)
+	set := metrics.NewSet()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	jobs := NewJobs(insertWith(riverClient(t, pool, nil)), "bunny", log, set)
+	jobs.Purge(context.Background(), paths)
+	assert.Empty(t, reqs(), "nothing runs purges yet")
+
+	riverClient(t, pool, NewWorker(WorkerConfig{}, "bunny", &Bunny{API: srv.URL, ZoneURL: "https://z.b-cdn.net", Key: "k"}, log, set))
+	require.Eventually(t, func() bool { return counter(set, "purged") == 1 }, 30*time.Second, 20*time.Millisecond)
+	got := reqs()
+	require.Len(t, got, 2, "one request per path")
+	assert.Contains(t, got[0].query, "url=https%3A%2F%2Fz.b-cdn.net%2Ftracks%2Ft1%2Fabc.mp3")
+	assert.Zero(t, counter(set, "dropped"))
+}
+
+// 429 and 5xx are retried with the worker's backoff; other answers end
+// the job at once.
+func TestJobRetries(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		statuses []int
+		purged   uint64
+		failed   uint64
+		retried  uint64
+		requests int
+	}{
+		{"through an outage", []int{http.StatusTooManyRequests, http.StatusBadGateway}, 1, 0, 2, 3},
+		{"refused", []int{http.StatusUnauthorized}, 0, 1, 0, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pool := newPool(t)
+			srv, reqs := fakeAPI(t, c.statuses...)
+			set := metrics.NewSet()
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			w := NewWorker(WorkerConfig{Backoff: 10 * time.Millisecond}, "bunny", &Bunny{API: srv.URL, ZoneURL: "https://z.b-cdn.net", Key: "k"}, log, set)
+			client := riverClient(t, pool, w)
+			NewJobs(insertWith(client), "bunny", log, set).Purge(context.Background(), paths[:1])
+			require.Eventually(t, func() bool { return counter(set, "purged")+counter(set, "failed") == 1 },
+				30*time.Second, 20*time.Millisecond)
+			assert.Equal(t, c.purged, counter(set, "purged"))
+			assert.Equal(t, c.failed, counter(set, "failed"))
+			assert.Equal(t, c.retried, counter(set, "retried"))
+			assert.Len(t, reqs(), c.requests)
+		})
+	}
+}
+
+// A database that refuses the insert drops the purge, counted.
+func TestJobsCountWhatTheyDrop(t *testing.T) {
+	set := metrics.NewSet()
+	jobs := NewJobs(func(context.Context, river.JobArgs) error { return context.DeadlineExceeded }, "bunny",
+		slog.New(slog.NewTextHandler(io.Discard, nil)), set)
+	jobs.Purge(context.Background(), paths)
+	assert.EqualValues(t, 1, counter(set, "dropped"))
+}
+
+func TestNextRetryBacksOff(t *testing.T) {
+	w := NewWorker(WorkerConfig{Backoff: time.Second}, "bunny", nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
+	for attempt, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 5: 16 * time.Second, 13: time.Hour, 40: time.Hour} {
+		job := &river.Job[Args]{JobRow: &rivertype.JobRow{Attempt: attempt}}
+		delay := time.Until(w.NextRetry(job))
+		assert.GreaterOrEqual(t, delay, want-time.Second/10, "attempt %d", attempt)
+		assert.LessOrEqual(t, delay, want+want/2, "attempt %d: jitter is at most half", attempt)
+	}
+}
