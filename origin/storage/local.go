@@ -280,25 +280,44 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, _ string) (Obj
 	return l.Stat(ctx, key)
 }
 
-// createTemp creates a new hidden file in dir, creating dir if needed. A
-// concurrent Delete may remove an emptied directory between the two
-// steps, so a vanished directory is created again once.
+// createTemp creates a new hidden file in dir, creating dir if needed.
 func (l *Local) createTemp(dir string) (string, *os.File, error) {
 	var suffix [8]byte
 	_, _ = rand.Read(suffix[:])
 	tmp := path.Join(dir, tempPrefix+hex.EncodeToString(suffix[:]))
-	for attempt := 0; ; attempt++ {
-		if err := l.root.MkdirAll(dir, 0o755); err != nil {
-			return "", nil, fmt.Errorf("storage: cannot create %s: %w", dir, err)
+	var f *os.File
+	err := l.inDir(dir, func() error {
+		var err error
+		f, err = l.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		return err
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("storage: cannot create a file in %s: %w", dir, err)
+	}
+	return tmp, f, nil
+}
+
+// inDir runs op, which needs dir, after creating dir. Deletes and Renames
+// remove the directories they empty (removeEmptyParents), so a
+// concurrent one can take dir, or a parent of it, away between the two
+// steps, or within MkdirAll's own: op is then tried again, with dir made
+// again, a few times. os.Root's MkdirAll also fails with "file exists"
+// when another makes the same directory at the same moment; the next
+// try finds it made.
+func (l *Local) inDir(dir string, op func() error) error {
+	var err error
+	for range 8 {
+		if err = l.root.MkdirAll(dir, 0o755); err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrExist) {
+				continue
+			}
+			return err
 		}
-		f, err := l.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err == nil {
-			return tmp, f, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) || attempt > 0 {
-			return "", nil, fmt.Errorf("storage: cannot create a file in %s: %w", dir, err)
+		if err = op(); !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
 	}
+	return err
 }
 
 // syncDir makes a rename durable. Failure only weakens durability after a
@@ -318,10 +337,8 @@ func (l *Local) Rename(_ context.Context, from, to string) error {
 	if err := ValidateKey(to); err != nil {
 		return err
 	}
-	if err := l.root.MkdirAll(path.Dir(to), 0o755); err != nil {
-		return fmt.Errorf("storage: cannot create %s: %w", path.Dir(to), err)
-	}
-	if err := l.root.Rename(from, to); err != nil {
+	// A missing source is tried again too, at no cost worth a check.
+	if err := l.inDir(path.Dir(to), func() error { return l.root.Rename(from, to) }); err != nil {
 		return mapFSError(err)
 	}
 	l.beneath.forget(from)
