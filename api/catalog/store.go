@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -15,8 +16,18 @@ import (
 // their own writes, go to the primary; other reads go to the read pool,
 // which may be a replica (DATABASE_READ_URL) or the primary itself.
 type Store struct {
-	primary *pgxpool.Pool
-	read    *pgxpool.Pool
+	pool    *pgxpool.Pool // the primary's (readiness)
+	primary conn
+	read    conn
+}
+
+// conn runs statements: a pool, or, in the Store WithAudioLock hands
+// its function, the lock's transaction (whose Begin makes a savepoint).
+type conn interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // NewStore builds a store. read may be nil to read from the primary.
@@ -24,11 +35,11 @@ func NewStore(primary, read *pgxpool.Pool) *Store {
 	if read == nil {
 		read = primary
 	}
-	return &Store{primary: primary, read: read}
+	return &Store{pool: primary, primary: primary, read: read}
 }
 
 // Ping checks that the primary answers (readiness).
-func (s *Store) Ping(ctx context.Context) error { return s.primary.Ping(ctx) }
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
 const trackColumns = `id, owner_id, title, artist, duration_ms, visibility, price_cents,
 	storage_backend, object_key, content_type, size_bytes, sha256,
@@ -72,7 +83,7 @@ func (s *Store) TrackForUpdate(ctx context.Context, id uuid.UUID) (Track, error)
 	return s.track(ctx, s.primary, id)
 }
 
-func (s *Store) track(ctx context.Context, db *pgxpool.Pool, id uuid.UUID) (Track, error) {
+func (s *Store) track(ctx context.Context, db conn, id uuid.UUID) (Track, error) {
 	t, err := scanTrack(db.QueryRow(ctx,
 		`SELECT `+trackColumns+` FROM tracks WHERE id = $1 AND deleted_at IS NULL`, id))
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -406,14 +417,16 @@ func (s *Store) ShareOpens(ctx context.Context, track uuid.UUID, tokenHash []byt
 }
 
 // WithAudioLock runs fn while holding a lock on the track's audio, so that
-// concurrent uploads to one track commit one at a time: two uploads of the
-// same bytes share one content-addressed key, and the loser must not
-// delete what the winner's row points at.
-func (s *Store) WithAudioLock(ctx context.Context, id uuid.UUID, fn func() error) error {
+// one upload at a time promotes its object and records it. fn gets a
+// Store on the lock's transaction, committed when fn returns nil: what
+// it writes becomes visible with the lock's release, and it needs no
+// second connection, which with uploads finishing together would wait
+// for a pool their locks hold.
+func (s *Store) WithAudioLock(ctx context.Context, id uuid.UUID, fn func(locked *Store) error) error {
 	return pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "audio:"+id.String()); err != nil {
 			return fmt.Errorf("cannot lock the audio of track %s: %w", id, err)
 		}
-		return fn()
+		return fn(&Store{pool: s.pool, primary: tx, read: tx})
 	})
 }

@@ -207,6 +207,26 @@ func TestUploadsBeyondTheLimitAreRefused(t *testing.T) {
 	require.NotNil(t, cur.ObjectKey, "the refused upload left nothing, the retried one its audio")
 }
 
+// Uploads that finish together do not deadlock the database pool: the
+// lock on a track's audio and the writes under it share one connection.
+func TestConcurrentUploadsShareASmallPool(t *testing.T) {
+	h := newHarness(t, harnessOptions{poolMaxConns: 2})
+	audio := audioFixture(t, "tone.mp3")
+	tracks := make([]catalog.Track, 6)
+	for i := range tracks {
+		tracks[i] = h.createTrack("alice", "public", 0)
+	}
+	statuses := make([]int, len(tracks))
+	var wg sync.WaitGroup
+	for i, tr := range tracks {
+		wg.Go(func() { statuses[i] = h.upload("alice", tr.ID.String(), audio).status })
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		assert.Equal(t, http.StatusOK, s, "upload %d", i)
+	}
+}
+
 // Two uploads of the same bytes race: one wins, the other gets 409, and
 // the object the winner's row points at survives the loser's clean-up.
 func TestConcurrentUploadsOfSameBytes(t *testing.T) {

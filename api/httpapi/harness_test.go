@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -80,13 +81,18 @@ type harnessOptions struct {
 	uploadSlots    int    // UploadConcurrency
 	readURL        string // a different read database, to prove reads go there
 	purger         purge.Purger
+	poolMaxConns   int // the primary pool's size (0: pgx's default, max(4, CPUs))
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	ctx := context.Background()
 	dbURL := pg.NewDatabase(t)
-	primary, err := pgxpool.New(ctx, dbURL)
+	poolURL := dbURL
+	if o.poolMaxConns > 0 {
+		poolURL += sep(dbURL) + "pool_max_conns=" + strconv.Itoa(o.poolMaxConns)
+	}
+	primary, err := pgxpool.New(ctx, poolURL)
 	require.NoError(t, err)
 	t.Cleanup(primary.Close)
 	var read *pgxpool.Pool
@@ -259,6 +265,14 @@ func audioFixture(t *testing.T, name string) []byte {
 	b, err := os.ReadFile(filepath.Join(fixtureDir, name))
 	require.NoError(t, err)
 	return b
+}
+
+// sep is what joins a parameter to url's query.
+func sep(url string) string {
+	if strings.Contains(url, "?") {
+		return "&"
+	}
+	return "?"
 }
 
 func purgerOr(p purge.Purger, fallback *recordingPurger) purge.Purger {

@@ -146,7 +146,7 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 	defer cancelCommit()
 	var updated catalog.Track
 	var storeErr error
-	lockErr := s.store.WithAudioLock(commit, id, func() error {
+	lockErr := s.store.WithAudioLock(commit, id, func(locked *catalog.Store) error {
 		if err := s.write.Rename(commit, tmpKey, audio.Key); err != nil {
 			s.removeObject(commit, s.write, tmpKey, id)
 			s.log.Error("cannot promote upload", "track", id, "key", audio.Key, "err", err)
@@ -157,12 +157,12 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 		if t.SHA256 != nil {
 			prev = *t.SHA256
 		}
-		updated, storeErr = s.store.SetAudio(commit, id, prev, audio, s.enqueue)
+		updated, storeErr = locked.SetAudio(commit, id, prev, audio, s.enqueue)
 		if storeErr != nil {
 			// Remove the new object unless a row points at it (the same
 			// bytes committed by this track before or by a concurrent
 			// upload).
-			cur, err := s.store.TrackForUpdate(commit, id)
+			cur, err := locked.TrackForUpdate(commit, id)
 			if err != nil || cur.ObjectKey == nil || *cur.ObjectKey != audio.Key || *cur.StorageBackend != audio.Backend {
 				s.removeObject(commit, s.write, audio.Key, id)
 			}
@@ -170,8 +170,14 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 		return nil
 	})
 	switch {
-	case lockErr != nil && updated.ID == uuid.Nil:
+	case lockErr != nil:
+		// Nothing was recorded. An object already promoted is left: with
+		// the lock released, a concurrent upload of the same bytes may
+		// have recorded it since; `api orphans` finds it otherwise.
 		s.removeObject(commit, s.write, tmpKey, id)
+		if updated.ID != uuid.Nil {
+			s.log.Error("cannot commit an upload's record", "track", id, "key", audio.Key, "err", lockErr)
+		}
 		s.fail(ctx, lockErr)
 		return
 	case errors.Is(storeErr, errStorage):
