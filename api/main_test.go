@@ -116,9 +116,18 @@ func TestOrphansCommand(t *testing.T) {
 	assert.ErrorContains(t, run(context.Background(), []string{"orphans", "--min-age", "1h"}, &out, &errOut), "at least 24h")
 }
 
-// api serve wires CDN purges through the job queue: a track turned
-// private is purged by the in-process worker, from a job in PostgreSQL.
+// CDN purges go through the job queue: a track turned private is purged
+// from a job in PostgreSQL, by the worker inside api serve, or, as the
+// Kubernetes manifests deploy it, by a separate api worker.
 func TestServePurgesThroughTheJobQueue(t *testing.T) {
+	for _, separate := range []bool{false, true} {
+		t.Run(map[bool]string{false: "in api serve", true: "in api worker"}[separate], func(t *testing.T) {
+			testPurgesThroughTheJobQueue(t, separate)
+		})
+	}
+}
+
+func testPurgesThroughTheJobQueue(t *testing.T, separateWorker bool) {
 	var mu sync.Mutex
 	var purged []string
 	bunny := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -132,20 +141,39 @@ func TestServePurgesThroughTheJobQueue(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
+	workers := "1"
+	if separateWorker {
+		workers = "0"
+	}
 	for k, v := range map[string]string{
 		"DATABASE_URL": dbURL, "API_ADDR": addr, "STORAGE_DIR": t.TempDir(), "AUTH_JWT_SECRET": testSecret,
 		"CDN_ENABLED": "true", "CDN_PROVIDER": "bunny", "CDN_BASE_URL": "https://z.b-cdn.net",
-		"CDN_API_KEY": "bunny-api-key", "BUNNY_API_URL": bunny.URL, "WORKER_CONCURRENCY": "1",
+		"CDN_API_KEY": "bunny-api-key", "BUNNY_API_URL": bunny.URL, "WORKER_CONCURRENCY": workers,
 	} {
 		t.Setenv(k, v)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve"}, io.Discard, io.Discard) }()
+	var wg sync.WaitGroup
+	start := func(cmd string) {
+		wg.Go(func() { assert.NoError(t, run(ctx, []string{cmd}, io.Discard, io.Discard), cmd) })
+	}
 	defer func() {
 		cancel()
-		require.NoError(t, <-done)
+		wg.Wait()
 	}()
+	start("serve")
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond)
+	if separateWorker {
+		// api serve has read its configuration: the worker reads its own.
+		t.Setenv("WORKER_CONCURRENCY", "1")
+		start("worker")
+	}
 
 	tok, err := auth.Mint([]byte(testSecret), auth.MintOptions{Subject: "alice", TTL: time.Hour})
 	require.NoError(t, err)
@@ -159,13 +187,6 @@ func TestServePurgesThroughTheJobQueue(t *testing.T) {
 		t.Cleanup(func() { resp.Body.Close() })
 		return resp
 	}
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond)
 	resp := call("POST", "/v1/tracks", `{"title":"Song","artist":"A","visibility":"public"}`)
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 	var tr struct{ ID string }
