@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/netip"
@@ -264,6 +265,16 @@ func TestEdgeDownloadDisposition(t *testing.T) {
 	assert.Contains(t, resp.Header.Get("Content-Disposition"), `attachment; filename="My Song.mp3"`)
 	resp, _ = get(t, f.sign(t, key, token.Request{Path: orig}))
 	assert.Empty(t, resp.Header.Get("Content-Disposition"), "a plain play is not an attachment")
+
+	// Titles with what URLs escape: the edge checks the token over the
+	// decoded name, as the signer signs it, and names the file so.
+	for _, name := range []string{"Rock & Roll #1 50%+.mp3", "a=b;c.mp3", "日本 é.mp3"} {
+		resp, _ := get(t, f.sign(t, key, token.Request{Path: orig, Download: name}))
+		require.Equal(t, http.StatusOK, resp.StatusCode, name)
+		_, params, err := mime.ParseMediaType(resp.Header.Get("Content-Disposition"))
+		require.NoError(t, err, name)
+		assert.Equal(t, name, params["filename"])
+	}
 }
 
 // The origin is an address nginx's upstream block can hold: a scheme,
