@@ -41,6 +41,7 @@ type Config struct {
 	CORSOrigins    []string      `envconfig:"CORS_ORIGINS" default:"*"`
 	PlaylistMaxAge time.Duration `envconfig:"PLAYLIST_MAX_AGE" default:"60s"`
 	WriteTimeout   time.Duration `envconfig:"ORIGIN_WRITE_TIMEOUT" default:"10m"`
+	StorageTimeout time.Duration `envconfig:"ORIGIN_STORAGE_TIMEOUT" default:"30s"`
 	MaxConns       int           `envconfig:"ORIGIN_MAX_CONNS" default:"10000"`
 	OpenFiles      int           `envconfig:"ORIGIN_OPEN_FILES" default:"1000"`
 	OpenFilesValid time.Duration `envconfig:"ORIGIN_OPEN_FILES_VALID" default:"1s"`
@@ -129,7 +130,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	sconf := serve.Config{
 		Auth: cfg.auth(), SecretHeader: cfg.OriginSecretHeader, Secret: []byte(cfg.OriginSecret),
 		CORSOrigins: trimAll(cfg.CORSOrigins), PlaylistMaxAge: cfg.PlaylistMaxAge,
-		WriteTimeout: cfg.WriteTimeout, MaxConns: cfg.MaxConns,
+		WriteTimeout: cfg.WriteTimeout, StorageTimeout: cfg.StorageTimeout, MaxConns: cfg.MaxConns,
 	}
 	if sconf.Auth == serve.AuthToken {
 		v, err := token.NewBunny(token.BunnyHMAC, cfg.OriginPublicURL,

@@ -61,6 +61,11 @@ type Config struct {
 	// WriteTimeout bounds sending one response (large originals to slow
 	// clients need minutes).
 	WriteTimeout time.Duration
+	// StorageTimeout bounds a remote backend's answer to a lookup or an
+	// open, not the transfer of a body after it: a bucket that accepts a
+	// request and never answers would otherwise hold the request, and its
+	// connection, for good. Default 30s.
+	StorageTimeout time.Duration
 	// MaxConns bounds concurrent connections.
 	MaxConns int
 }
@@ -89,6 +94,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PlaylistMaxAge < 0 {
 		errs = append(errs, errors.New("PLAYLIST_MAX_AGE must not be negative"))
+	}
+	if c.StorageTimeout < 0 {
+		errs = append(errs, errors.New("ORIGIN_STORAGE_TIMEOUT must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -123,6 +131,9 @@ func New(cfg Config, backends []storage.Backend, log *slog.Logger, set *metrics.
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 10 * time.Minute
+	}
+	if cfg.StorageTimeout == 0 {
+		cfg.StorageTimeout = 30 * time.Second
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -300,7 +311,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 	if isPlaylist(key) && acceptsGzip(ctx) && obj.Size <= maxPlaylistBytes {
 		var rc io.ReadCloser = file
 		if file == nil {
-			c, cancel := context.WithTimeout(context.Background(), storageTimeout)
+			c, cancel := context.WithTimeout(context.Background(), s.cfg.StorageTimeout)
 			defer cancel()
 			if rc, _, err = b.Open(c, key, 0, -1); err != nil {
 				s.log.Error("cannot open playlist", "key", key, "err", err)
@@ -406,21 +417,28 @@ func hasConditionals(ctx *fasthttp.RequestCtx) bool {
 // openRemote opens length bytes of key from offset (length < 0: to the
 // end) in a remote backend. The body is streamed after the handler
 // returns, so its reads get a context of their own, ended when fasthttp
-// closes the stream; the server's WriteTimeout bounds the transfer.
+// closes the stream; the server's WriteTimeout bounds the transfer, and
+// StorageTimeout the wait for the backend's answer before it.
 func (s *Server) openRemote(b storage.Backend, key string, offset, length int64) (*streamReader, storage.Object, error) {
 	bodyCtx, endBody := context.WithCancel(context.Background())
+	answered := time.AfterFunc(s.cfg.StorageTimeout, endBody)
 	start := time.Now()
 	rc, obj, err := b.Open(bodyCtx, key, offset, length)
 	s.storageTime[b.Name()].UpdateDuration(start)
+	if !answered.Stop() {
+		// Too late: the body's context is already ended.
+		if err == nil {
+			rc.Close()
+		}
+		endBody()
+		return nil, storage.Object{}, fmt.Errorf("storage: no answer for %s in %s", key, s.cfg.StorageTimeout)
+	}
 	if err != nil {
 		endBody()
 		return nil, storage.Object{}, err
 	}
 	return &streamReader{ReadCloser: rc, end: endBody}, obj, nil
 }
-
-// storageTimeout bounds a remote backend's answer to a lookup or an open.
-const storageTimeout = 30 * time.Second
 
 // find locates key in the first backend that has it. A local file is
 // opened once, here, and returned open, so that serving it costs one open
@@ -468,7 +486,7 @@ func (s *Server) find(key string, readAhead *rangeSpec) (storage.Backend, storag
 }
 
 func (s *Server) statRemote(b storage.Backend, key string) (storage.Object, error) {
-	c, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	c, cancel := context.WithTimeout(context.Background(), s.cfg.StorageTimeout)
 	defer cancel()
 	defer s.storageTime[b.Name()].UpdateDuration(time.Now())
 	return b.Stat(c, key)

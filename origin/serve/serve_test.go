@@ -502,3 +502,51 @@ func TestS3RequestsPerPull(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, "migrated", string(r.body))
 }
+
+// A bucket that takes requests and never answers does not hold the
+// origin's requests: they end in 503 after StorageTimeout, whether the
+// object is read at once (a whole pull) or described first (a suffix).
+func TestSilentBucketTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var held sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); held.Wait() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held.Go(func() { _, _ = io.Copy(io.Discard, c); c.Close() })
+		}
+	}()
+	client, err := storage.NewS3Client(ctx, storage.S3Config{Endpoint: "http://" + ln.Addr().String(), Bucket: "silent",
+		Region: "us-east-1", AccessKeyID: "k", SecretAccessKey: "s", ForcePathStyle: true, PartSize: 5 << 20})
+	require.NoError(t, err)
+	silent, err := storage.NewS3(client, "silent", 5<<20)
+	require.NoError(t, err)
+	srv, err := serve.New(serve.Config{Auth: serve.AuthNone, CORSOrigins: []string{"*"}, StorageTimeout: 300 * time.Millisecond},
+		[]storage.Backend{silent}, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
+	require.NoError(t, err)
+	sln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = ops.Serve(sctx, srv.HTTPServer(), srv.Listener(sln), time.Second); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// Without the bound the request would hang: fail instead.
+	impatient := &http.Client{Timeout: 10 * time.Second}
+	url := "http://" + sln.Addr().String() + "/hls/" + trackID + "/p1/128k/0123456789abcdef0123456789abcdef.m4s"
+	for _, rangeHeader := range []string{"", "bytes=-100"} {
+		req, err := http.NewRequest("GET", url, nil)
+		require.NoError(t, err)
+		if rangeHeader != "" {
+			req.Header.Set("Range", rangeHeader)
+		}
+		resp, err := impatient.Do(req)
+		require.NoError(t, err, "Range %q", rangeHeader)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "Range %q", rangeHeader)
+		assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
+	}
+}
