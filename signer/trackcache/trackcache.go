@@ -99,6 +99,13 @@ type Config struct {
 	// GrantTTL bounds how long a share or licence answer is kept; changes
 	// invalidate it sooner through NOTIFY.
 	GrantTTL time.Duration
+	// ListenPing is how long the notification session may stay quiet
+	// before it is asked to answer, within as long again (default 10s).
+	// A session whose connection silently died (a NAT's timeout, a
+	// failover without a reset) receives nothing and reports nothing: TCP
+	// keepalive notices it only after minutes, while the cache serves
+	// what NOTIFY should have evicted.
+	ListenPing time.Duration
 }
 
 // HeapPerByte is about how much heap a full cache takes per byte of
@@ -154,6 +161,9 @@ func New(cfg Config, read *pgxpool.Pool, log *slog.Logger, set *metrics.Set) (*C
 	}
 	if cfg.NegativeTTL <= 0 || cfg.GrantTTL <= 0 {
 		return nil, errors.New("trackcache: NegativeTTL and GrantTTL must be positive")
+	}
+	if cfg.ListenPing <= 0 {
+		cfg.ListenPing = 10 * time.Second
 	}
 	c := &Cache{
 		cfg: cfg, read: read, log: log,
@@ -461,7 +471,20 @@ func (c *Cache) listenOnce(ctx context.Context, url string, ready *chan<- struct
 		*ready = nil
 	}
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		wait, cancel := context.WithTimeout(ctx, c.cfg.ListenPing)
+		n, err := conn.WaitForNotification(wait)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// Quiet: a timeout leaves the session usable (pgconn), so
+			// ask it to answer.
+			ping, cancel := context.WithTimeout(ctx, c.cfg.ListenPing)
+			err = conn.Ping(ping)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("the notification session does not answer: %w", err)
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
