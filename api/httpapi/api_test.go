@@ -613,3 +613,29 @@ func TestTooLargeUploadIsAnswered(t *testing.T) {
 	}
 	assert.Empty(t, h.objectKeys())
 }
+
+// With the database down, reads and writes answer 503 with Retry-After,
+// an outage the client can wait out, not a 500; and they work again
+// once it is back.
+func TestDatabaseDown(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	tr := h.createTrack("alice", "public", 0)
+	restart := pg.Stop(t)
+	defer func() { restart() }() // if the test fails before restarting
+
+	for _, r := range []response{
+		h.do("GET", "/v1/tracks/"+tr.ID.String(), "", nil),
+		h.doJSON("POST", "/v1/tracks", "alice", map[string]any{"title": "T", "artist": "A", "visibility": "public"}),
+	} {
+		assert.Equal(t, http.StatusServiceUnavailable, r.status, "%s", r.body)
+		assert.Equal(t, "unavailable", r.problemType(t))
+		assert.Equal(t, "5", r.header.Get("Retry-After"))
+	}
+	assert.Equal(t, http.StatusServiceUnavailable, h.do("GET", "/readyz", "", nil).status)
+
+	restart()
+	restart = func() {}
+	require.Eventually(t, func() bool {
+		return h.do("GET", "/v1/tracks/"+tr.ID.String(), "", nil).status == http.StatusOK
+	}, 15*time.Second, 100*time.Millisecond)
+}

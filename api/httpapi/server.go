@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/fasthttp/router"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/valyala/fasthttp"
 
 	"github.com/playgate/playgate/api/auth"
@@ -350,6 +352,23 @@ func writeTrack(ctx *fasthttp.RequestCtx, status int, t catalog.Track) {
 	writeJSON(ctx, status, t)
 }
 
+// databaseUnreachable reports whether err says the database could not be
+// reached, went away mid-request, or is shutting down or starting up,
+// rather than that it refused the statement (any other *pgconn.PgError,
+// which is a bug here).
+func databaseUnreachable(err error) bool {
+	var connect *pgconn.ConnectError
+	var network net.Error
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08, connection exception; 57P01-57P03: administrator or
+		// crash shutdown, cannot connect now.
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	return errors.As(err, &connect) || errors.As(err, &network) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		pgconn.SafeToRetry(err)
+}
+
 // fail maps a domain error to a problem in one place.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
 	switch {
@@ -362,6 +381,11 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
 		problem.Write(ctx, fasthttp.StatusConflict, problem.Conflict, "the track changed during the request; retry")
 	case errors.Is(err, context.DeadlineExceeded):
 		problem.Write(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "timed out")
+	case databaseUnreachable(err):
+		// An outage, not a bug: the client retries.
+		s.log.Warn("database unreachable", "method", string(ctx.Method()), "path", string(ctx.Path()), "err", err)
+		ctx.Response.Header.Set("Retry-After", "5")
+		problem.Write(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "the catalogue is unavailable; retry")
 	default:
 		s.log.Error("request failed", "method", string(ctx.Method()), "path", string(ctx.Path()), "err", err)
 		problem.Write(ctx, fasthttp.StatusInternalServerError, problem.Internal, "internal error")
