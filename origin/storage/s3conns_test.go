@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -15,56 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/playgate/playgate/internal/s3test"
+	"github.com/playgate/playgate/internal/tcpproxy"
 	"github.com/playgate/playgate/origin/storage"
 )
-
-// countingProxy forwards TCP connections to target and counts them.
-type countingProxy struct {
-	ln       net.Listener
-	accepted atomic.Int64
-
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func startCountingProxy(t *testing.T, target string) *countingProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &countingProxy{ln: ln}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		// Kept-alive connections would otherwise copy until the
-		// server's idle timeout.
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.accepted.Add(1)
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			wg.Go(func() { _, _ = io.Copy(up, c); up.Close() })
-			wg.Go(func() { _, _ = io.Copy(c, up); c.Close() })
-		}
-	})
-	return p
-}
 
 // A CDN's misses reach the origin many at a time, and each becomes a GET
 // to the bucket. Those connections must be reused, not opened anew for
@@ -74,10 +25,10 @@ func TestS3ReusesConnectionsUnderConcurrency(t *testing.T) {
 	srv := s3test.Start(t)
 	endpoint, err := url.Parse(srv.Endpoint)
 	require.NoError(t, err)
-	proxy := startCountingProxy(t, endpoint.Host)
+	proxy := tcpproxy.Start(t, endpoint.Host)
 
 	cfg := srv.Config("conns")
-	cfg.Endpoint = "http://" + proxy.ln.Addr().String()
+	cfg.Endpoint = "http://" + proxy.Addr()
 	ctx := context.Background()
 	client, err := storage.NewS3Client(ctx, cfg)
 	require.NoError(t, err)
@@ -115,11 +66,11 @@ func TestS3ReusesConnectionsUnderConcurrency(t *testing.T) {
 		wg.Wait()
 	}
 	wave()
-	afterFirst := proxy.accepted.Load()
+	afterFirst := proxy.Accepted()
 	for range 3 {
 		wave()
 	}
-	opened := proxy.accepted.Load() - afterFirst
+	opened := proxy.Accepted() - afterFirst
 	t.Logf("the first wave opened %d connections, three more %d", afterFirst, opened)
 	assert.LessOrEqual(t, opened, int64(concurrent/4),
 		"three more waves of %d GETs opened %d new connections (the first opened %d)", concurrent, opened, afterFirst)

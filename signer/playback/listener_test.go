@@ -4,11 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,81 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/internal/tcpproxy"
 	"github.com/playgate/playgate/signer/trackcache"
 )
-
-// blackholeProxy forwards TCP connections to PostgreSQL until silence is
-// called: from then on, the connections it had go quiet both ways
-// without closing, as behind a NAT that forgot them. New ones work.
-type blackholeProxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	quiet []*atomic.Bool
-}
-
-func startBlackholeProxy(t *testing.T, target string) *blackholeProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &blackholeProxy{ln: ln}
-	var wg sync.WaitGroup
-	var conns []net.Conn
-	var connsMu sync.Mutex
-	t.Cleanup(func() {
-		ln.Close()
-		connsMu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		connsMu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			connsMu.Lock()
-			conns = append(conns, c, up)
-			connsMu.Unlock()
-			quiet := &atomic.Bool{}
-			p.mu.Lock()
-			p.quiet = append(p.quiet, quiet)
-			p.mu.Unlock()
-			pipe := func(dst, src net.Conn) {
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := src.Read(buf)
-					if n > 0 && !quiet.Load() {
-						if _, err := dst.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}
-			wg.Go(func() { pipe(up, c) })
-			wg.Go(func() { pipe(c, up) })
-		}
-	})
-	return p
-}
-
-func (p *blackholeProxy) silence() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, q := range p.quiet {
-		q.Store(true)
-	}
-}
 
 // A notification session whose connection silently dies is noticed
 // within ListenPing twice over and replaced, and the cache forgets what
@@ -102,8 +27,8 @@ func TestListenerNoticesASilentConnection(t *testing.T) {
 	dbURL := pg.NewDatabase(t)
 	u, err := url.Parse(dbURL)
 	require.NoError(t, err)
-	proxy := startBlackholeProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	proxy := tcpproxy.Start(t, u.Host)
+	u.Host = proxy.Addr()
 
 	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
@@ -143,7 +68,7 @@ func TestListenerNoticesASilentConnection(t *testing.T) {
 	require.Equal(t, "1", metric(`playgate_signer_cache_requests_total{cache="tracks",result="hit"}`), "cached")
 
 	// The session goes quiet, then the track changes: its NOTIFY is lost.
-	proxy.silence()
+	proxy.Silence()
 	title := "After"
 	_, err = store.UpdateTrack(ctx, tr.ID, catalog.TrackPatch{Title: &title}, nil)
 	require.NoError(t, err)
