@@ -188,6 +188,12 @@ type conditionalHeaders struct {
 	hasRange                                                          bool
 }
 
+// present reports whether the request carries a validator, to be
+// compared before anything is sent.
+func (c conditionalHeaders) present() bool {
+	return c.ifMatch != "" || c.ifNoneMatch != "" || c.ifModifiedSince != "" || c.ifUnmodifiedSince != "" || c.ifRange != ""
+}
+
 // evaluate applies RFC 9110 §13.2.2's order to a GET or HEAD of a
 // representation with etag (quoted) and modification time mod.
 func (c conditionalHeaders) evaluate(etag string, mod time.Time) precondition {

@@ -247,14 +247,25 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
+	rangeHeader := string(ctx.Request.Header.Peek(fasthttp.HeaderRange))
+	cond := conditionalHeaders{
+		ifMatch:           string(ctx.Request.Header.Peek(fasthttp.HeaderIfMatch)),
+		ifNoneMatch:       string(ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch)),
+		ifModifiedSince:   string(ctx.Request.Header.Peek(fasthttp.HeaderIfModifiedSince)),
+		ifUnmodifiedSince: string(ctx.Request.Header.Peek(fasthttp.HeaderIfUnmodifiedSince)),
+		ifRange:           string(ctx.Request.Header.Peek(fasthttp.HeaderIfRange)),
+		hasRange:          rangeHeader != "",
+	}
+	gzipped := isPlaylist(key) && acceptsGzip(ctx)
+
 	// A CDN filling its cache asks for the whole object, or one range of
 	// it, without validators: from a remote backend that is one GET,
 	// where a Stat first would make it two requests and two round trips.
 	var readAhead *rangeSpec
-	if ctx.IsGet() && !hasConditionals(ctx) && !(isPlaylist(key) && acceptsGzip(ctx)) {
-		if h := ctx.Request.Header.Peek(fasthttp.HeaderRange); len(h) == 0 {
+	if ctx.IsGet() && !cond.present() && !gzipped {
+		if rangeHeader == "" {
 			readAhead = &rangeSpec{first: 0, last: -1}
-		} else if r, ok := singleRange(string(h)); ok {
+		} else if r, ok := singleRange(rangeHeader); ok {
 			// The size will make of the header this same range
 			// (FuzzParseRange); what is past the end, S3 refuses.
 			readAhead = &r
@@ -308,7 +319,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 		h.Set(fasthttp.HeaderContentDisposition, mime.FormatMediaType("attachment", map[string]string{"filename": string(name)}))
 	}
 
-	if isPlaylist(key) && acceptsGzip(ctx) && obj.Size <= maxPlaylistBytes {
+	if gzipped && obj.Size <= maxPlaylistBytes {
 		var rc io.ReadCloser = file
 		if file == nil {
 			c, cancel := context.WithTimeout(context.Background(), s.cfg.StorageTimeout)
@@ -320,20 +331,11 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 			}
 			defer rc.Close()
 		}
-		s.gzipPlaylist(ctx, rc, b, key, etag)
+		s.gzipPlaylist(ctx, rc, b, key, etag, cond.ifNoneMatch)
 		return
 	}
 	h.Set(fasthttp.HeaderETag, etag)
 
-	rangeHeader := string(ctx.Request.Header.Peek(fasthttp.HeaderRange))
-	cond := conditionalHeaders{
-		ifMatch:           string(ctx.Request.Header.Peek(fasthttp.HeaderIfMatch)),
-		ifNoneMatch:       string(ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch)),
-		ifModifiedSince:   string(ctx.Request.Header.Peek(fasthttp.HeaderIfModifiedSince)),
-		ifUnmodifiedSince: string(ctx.Request.Header.Peek(fasthttp.HeaderIfUnmodifiedSince)),
-		ifRange:           string(ctx.Request.Header.Peek(fasthttp.HeaderIfRange)),
-		hasRange:          rangeHeader != "",
-	}
 	switch cond.evaluate(etag, obj.ModTime) {
 	case notModified:
 		ctx.SetStatusCode(fasthttp.StatusNotModified)
@@ -399,19 +401,6 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 	s.bytesServed[b.Name()].Add(int(length))
 	ctx.Response.SetBodyStream(body, int(length))
 	body = nil // fasthttp closes it after sending
-}
-
-// hasConditionals reports whether the request carries a validator to
-// compare before anything is sent.
-func hasConditionals(ctx *fasthttp.RequestCtx) bool {
-	h := &ctx.Request.Header
-	for _, name := range [...]string{fasthttp.HeaderIfMatch, fasthttp.HeaderIfNoneMatch,
-		fasthttp.HeaderIfModifiedSince, fasthttp.HeaderIfUnmodifiedSince, fasthttp.HeaderIfRange} {
-		if len(h.Peek(name)) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // openRemote opens length bytes of key from offset (length < 0: to the
@@ -495,7 +484,7 @@ func (s *Server) statRemote(b storage.Backend, key string) (storage.Object, erro
 // gzipPlaylist answers with the compressed playlist (Apple's HLS
 // authoring spec 10.1). The compressed bytes are another representation,
 // so they get their own ETag; ranges of a playlist are not worth serving.
-func (s *Server) gzipPlaylist(ctx *fasthttp.RequestCtx, rc io.Reader, b storage.Backend, key, etag string) {
+func (s *Server) gzipPlaylist(ctx *fasthttp.RequestCtx, rc io.Reader, b storage.Backend, key, etag, ifNoneMatch string) {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	if _, err := io.Copy(zw, io.LimitReader(rc, maxPlaylistBytes)); err != nil {
@@ -508,8 +497,7 @@ func (s *Server) gzipPlaylist(ctx *fasthttp.RequestCtx, rc io.Reader, b storage.
 	h.Set(fasthttp.HeaderETag, gzEtag)
 	h.Set(fasthttp.HeaderContentEncoding, "gzip")
 	h.SetContentType(contentType(key))
-	inm := string(ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch))
-	if inm != "" && etagMatches(inm, gzEtag, false) {
+	if ifNoneMatch != "" && etagMatches(ifNoneMatch, gzEtag, false) {
 		ctx.SetStatusCode(fasthttp.StatusNotModified)
 		return
 	}
