@@ -312,18 +312,22 @@ func mapS3Error(key string, err error) error {
 		return ErrNotFound
 	}
 	var api smithy.APIError
-	if errors.As(err, &api) && (api.ErrorCode() == "NoSuchKey" || api.ErrorCode() == "NotFound") {
-		return ErrNotFound
-	}
-	if errors.As(err, &api) && api.ErrorCode() == "InvalidRange" {
-		return ErrRangeNotSatisfiable
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "NoSuchKey", "NotFound":
+			return ErrNotFound
+		case "InvalidRange":
+			return ErrRangeNotSatisfiable
+		}
 	}
 	var re interface{ HTTPStatusCode() int }
-	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
-		return ErrNotFound
-	}
-	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable {
-		return ErrRangeNotSatisfiable
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusNotFound:
+			return ErrNotFound
+		case http.StatusRequestedRangeNotSatisfiable:
+			return ErrRangeNotSatisfiable
+		}
 	}
 	return fmt.Errorf("storage: s3 %s: %w", key, err)
 }
