@@ -2,7 +2,6 @@ package purge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -96,15 +95,12 @@ func NewWorker(cfg WorkerConfig, provider string, client Client, log *slog.Logge
 
 // Work implements river.Worker.
 func (w *Worker) Work(ctx context.Context, job *river.Job[Args]) error {
-	c, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
-	err := w.client.Purge(c, job.Args.Paths)
-	cancel()
+	retryable, err := callOnce(ctx, w.client, w.cfg.Timeout, job.Args.Paths)
 	if err == nil {
 		w.ok.Inc()
 		return nil
 	}
-	var retry *RetryableError
-	if !errors.As(err, &retry) || job.Attempt >= job.MaxAttempts {
+	if !retryable || job.Attempt >= job.MaxAttempts {
 		w.failed.Inc()
 		w.log.Error("cdn purge failed", "provider", w.provider, "paths", job.Args.Paths, "attempts", job.Attempt, "err", err)
 		return river.JobCancel(err)

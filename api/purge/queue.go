@@ -36,6 +36,16 @@ func statusError(provider string, resp *http.Response) error {
 	return err
 }
 
+// callOnce asks client to purge paths within timeout. A failure is worth
+// another try when it is a RetryableError (429, 5xx, the network).
+func callOnce(ctx context.Context, client Client, timeout time.Duration, paths []string) (retryable bool, err error) {
+	c, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err = client.Purge(c, paths)
+	var retry *RetryableError
+	return errors.As(err, &retry), err
+}
+
 // QueueConfig bounds a Queue.
 type QueueConfig struct {
 	Size        int           // pending purges before new ones are dropped (default 1000)
@@ -74,9 +84,7 @@ func NewQueue(cfg QueueConfig, provider string, client Client, log *slog.Logger,
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 15 * time.Second
 	}
-	counter := func(outcome string) *metrics.Counter {
-		return set.GetOrCreateCounter(fmt.Sprintf(`playgate_api_purges_total{provider=%q,outcome=%q}`, provider, outcome))
-	}
+	counter := func(outcome string) *metrics.Counter { return outcomeCounter(set, provider, outcome) }
 	return &Queue{cfg: cfg, client: client, log: log, provider: provider, jobs: make(chan []string, cfg.Size),
 		ok: counter("purged"), failed: counter("failed"), dropped: counter("dropped"), retried: counter("retried")}
 }
@@ -106,16 +114,13 @@ func (q *Queue) Run(ctx context.Context) {
 func (q *Queue) purge(ctx context.Context, paths []string) {
 	delay := q.cfg.Backoff
 	for attempt := 1; ; attempt++ {
-		c, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
-		err := q.client.Purge(c, paths)
-		cancel()
+		retryable, err := callOnce(ctx, q.client, q.cfg.Timeout, paths)
 		if err == nil {
 			q.ok.Inc()
 			q.log.Debug("cdn purged", "provider", q.provider, "paths", paths, "attempts", attempt)
 			return
 		}
-		var retry *RetryableError
-		if !errors.As(err, &retry) || attempt >= q.cfg.MaxAttempts {
+		if !retryable || attempt >= q.cfg.MaxAttempts {
 			q.failed.Inc()
 			q.log.Error("cdn purge failed", "provider", q.provider, "paths", paths, "attempts", attempt, "err", err)
 			return
