@@ -264,12 +264,9 @@ func listOrphans(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *minAge < minOrphanAge {
 		return fmt.Errorf("--min-age must be at least %dh", int(minOrphanAge.Hours()))
 	}
-	cfg, log, err := loadConfig(stderr)
+	cfg, log, err := loadConfig(stderr) // validated: DATABASE_URL is set
 	if err != nil {
 		return err
-	}
-	if cfg.DatabaseURL == "" {
-		return errors.New("DATABASE_URL is required")
 	}
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
