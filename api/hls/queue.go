@@ -40,11 +40,15 @@ func (PackageArgs) Kind() string { return "hls_package" }
 func (PackageArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{
 		MaxAttempts: 5,
-		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
-			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
-			rivertype.JobStateRunning, rivertype.JobStateScheduled,
-		}},
+		UniqueOpts:  river.UniqueOpts{ByArgs: true, ByState: unfinished()},
 	}
+}
+
+// unfinished are the states of a job that has not ended yet: what a
+// unique job is unique among, and what a pending one is in.
+func unfinished() []rivertype.JobState {
+	return []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending,
+		rivertype.JobStateRetryable, rivertype.JobStateRunning, rivertype.JobStateScheduled}
 }
 
 // CollectArgs deletes a package that was replaced, after a grace period
@@ -152,8 +156,7 @@ func (q *Queue) Insert(ctx context.Context, args river.JobArgs) error {
 // waiting out their grace period: no track names them, and players may
 // still be on them.
 func (q *Queue) PendingCollections(ctx context.Context) (map[string]bool, error) {
-	params := river.NewJobListParams().Kinds(CollectArgs{}.Kind()).States(rivertype.JobStateAvailable,
-		rivertype.JobStatePending, rivertype.JobStateRetryable, rivertype.JobStateRunning, rivertype.JobStateScheduled).First(1000)
+	params := river.NewJobListParams().Kinds(CollectArgs{}.Kind()).States(unfinished()...).First(1000)
 	out := map[string]bool{}
 	for {
 		res, err := q.client.JobList(ctx, params)
