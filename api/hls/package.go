@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -40,29 +41,44 @@ const formatVersion = "playgate-hls-1"
 // long, corrupt): retrying cannot help.
 var ErrBadInput = errors.New("hls: unusable input")
 
-// Rendition is one AAC-LC variant.
+// Rendition is one variant: AAC-LC at a bit rate, or the lossless tier.
 type Rendition struct {
-	Name    string // directory and label, e.g. "128k"
-	Bitrate int    // bits per second
+	Name    string // directory and label, e.g. "128k", or "flac"
+	Bitrate int    // AAC bits per second; 0 for the lossless tier
+	// Lossless is FLAC at the source's own sample rate, depth and
+	// channels, made only from lossless uploads (FLAC, WAV, ALAC): from a
+	// lossy one it would be the same lossy audio at several times the bytes.
+	Lossless bool
 }
 
-// ParseRenditions reads HLS_RENDITIONS, e.g. "64k,128k,256k".
+// losslessName is the HLS_RENDITIONS entry of the lossless tier.
+const losslessName = "flac"
+
+// ParseRenditions reads HLS_RENDITIONS, e.g. "64k,128k,256k" or
+// "64k,128k,256k,flac".
 func ParseRenditions(s string) ([]Rendition, error) {
 	var out []Rendition
 	for part := range strings.SplitSeq(s, ",") {
 		part = strings.TrimSpace(part)
+		if slices.ContainsFunc(out, func(r Rendition) bool { return r.Name == part }) {
+			return nil, fmt.Errorf("HLS_RENDITIONS: %s is listed twice", part)
+		}
+		if part == losslessName {
+			out = append(out, Rendition{Name: part, Lossless: true})
+			continue
+		}
 		kbps, ok := strings.CutSuffix(part, "k")
 		n, err := strconv.Atoi(kbps)
 		if !ok || err != nil || n < 16 || n > 512 {
-			return nil, fmt.Errorf("HLS_RENDITIONS: %q is not an AAC bit rate like 128k (16k to 512k)", part)
-		}
-		if slices.ContainsFunc(out, func(r Rendition) bool { return r.Name == part }) {
-			return nil, fmt.Errorf("HLS_RENDITIONS: %s is listed twice", part)
+			return nil, fmt.Errorf("HLS_RENDITIONS: %q is neither an AAC bit rate like 128k (16k to 512k) nor flac", part)
 		}
 		out = append(out, Rendition{Name: part, Bitrate: n * 1000})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("HLS_RENDITIONS is empty")
+	}
+	if !slices.ContainsFunc(out, func(r Rendition) bool { return !r.Lossless }) {
+		return nil, errors.New("HLS_RENDITIONS: flac needs an AAC rendition beside it, for lossy uploads and for players without FLAC")
 	}
 	return out, nil
 }
@@ -70,7 +86,7 @@ func ParseRenditions(s string) ([]Rendition, error) {
 // Config is how packages are made.
 type Config struct {
 	FFmpeg, FFprobe string        // executables; "" finds them on PATH
-	Renditions      []Rendition   // at least one
+	Renditions      []Rendition   // at least one AAC rendition
 	SegmentSeconds  int           // target segment length, default 6
 	MaxDuration     time.Duration // longer audio is refused, default 2h
 	Timeout         time.Duration // bound on one ffmpeg run, default 30m
@@ -92,8 +108,8 @@ func New(cfg Config) (*Packager, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Minute
 	}
-	if len(cfg.Renditions) == 0 {
-		return nil, errors.New("hls: at least one rendition is required")
+	if !slices.ContainsFunc(cfg.Renditions, func(r Rendition) bool { return !r.Lossless }) {
+		return nil, errors.New("hls: at least one AAC rendition is required")
 	}
 	var err error
 	if cfg.FFmpeg, err = findTool(cfg.FFmpeg, "ffmpeg"); err != nil {
@@ -141,7 +157,11 @@ func (p *Packager) ID(sourceSHA256 string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s|%s|%d", formatVersion, sourceSHA256, p.cfg.SegmentSeconds)
 	for _, r := range p.cfg.Renditions {
-		fmt.Fprintf(h, "|%s:%d", r.Name, r.Bitrate)
+		if r.Lossless {
+			fmt.Fprintf(h, "|%s:lossless", r.Name)
+		} else {
+			fmt.Fprintf(h, "|%s:%d", r.Name, r.Bitrate)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
@@ -152,20 +172,21 @@ func (p *Packager) ID(sourceSHA256 string) string {
 func (p *Packager) Package(ctx context.Context, input, sourceSHA256 string, progress func(percent int)) (*Package, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	duration, err := p.probe(ctx, input)
+	src, err := p.probe(ctx, input)
 	if err != nil {
 		return nil, err
 	}
+	renditions := p.renditionsFor(src)
 	dir, err := os.MkdirTemp("", "playgate-hls-")
 	if err != nil {
 		return nil, err
 	}
 	pkg := &Package{ID: p.ID(sourceSHA256), dir: dir}
-	if err := p.transcode(ctx, input, dir, duration, progress); err != nil {
+	if err := p.transcode(ctx, input, dir, renditions, src.duration, progress); err != nil {
 		pkg.Remove()
 		return nil, err
 	}
-	if err := p.assemble(pkg); err != nil {
+	if err := p.assemble(pkg, renditions); err != nil {
 		pkg.Remove()
 		return nil, err
 	}
@@ -176,43 +197,69 @@ func (p *Packager) Package(ctx context.Context, input, sourceSHA256 string, prog
 	return pkg, nil
 }
 
-// probe asks ffprobe for the duration of the first audio stream, which
-// also proves there is one. The duration is what the file's headers
-// claim (an MP3's Xing frame count, or its size over its first frames'
-// bit rate), good enough for progress and for refusing a file that
-// claims to be too long before spending ffmpeg on it. What a track
-// lasts is measured on the packaged audio instead: a truncated upload
-// claims its whole length, and a VBR MP3 without a Xing frame can claim
-// a third of it.
-func (p *Packager) probe(ctx context.Context, input string) (time.Duration, error) {
+// source is what ffprobe says of an upload's first audio stream.
+type source struct {
+	duration time.Duration
+	lossless bool
+}
+
+// losslessCodecs are the decoders of lossless audio that FLAC holds
+// without loss: ffmpeg 5.1's FLAC encoder takes integer samples of up to
+// 24 bits, so neither float nor 32-bit PCM is here.
+var losslessCodecs = []string{"flac", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_u8", "pcm_s8"}
+
+// renditionsFor drops the lossless tier for a lossy source.
+func (p *Packager) renditionsFor(src source) []Rendition {
+	return slices.DeleteFunc(slices.Clone(p.cfg.Renditions), func(r Rendition) bool { return r.Lossless && !src.lossless })
+}
+
+// probe asks ffprobe for the duration and codec of the first audio
+// stream, which also proves there is one. The duration is what the
+// file's headers claim (an MP3's Xing frame count, or its size over its
+// first frames' bit rate), good enough for progress and for refusing a
+// file that claims to be too long before spending ffmpeg on it. What a
+// track lasts is measured on the packaged audio instead: a truncated
+// upload claims its whole length, and a VBR MP3 without a Xing frame can
+// claim a third of it.
+func (p *Packager) probe(ctx context.Context, input string) (source, error) {
 	out, err := exec.CommandContext(ctx, p.cfg.FFprobe, "-v", "error", "-select_streams", "a:0",
-		"-show_entries", "format=duration:stream=codec_type", "-of", "default=noprint_wrappers=1", input).Output()
+		"-show_entries", "format=duration:stream=codec_type,codec_name,bits_per_raw_sample", "-of", "default=noprint_wrappers=1", input).Output()
 	if ctx.Err() != nil {
-		return 0, fmt.Errorf("hls: probing timed out: %w", ctx.Err())
+		return source{}, fmt.Errorf("hls: probing timed out: %w", ctx.Err())
 	}
 	if err != nil {
-		return 0, fmt.Errorf("%w: not a readable audio file (%s)", ErrBadInput, stderrOf(err))
+		return source{}, fmt.Errorf("%w: not a readable audio file (%s)", ErrBadInput, stderrOf(err))
 	}
 	var seconds float64
 	audio := false
+	var codec string
+	var bits int
 	for line := range strings.SplitSeq(string(out), "\n") {
 		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
 		switch k {
 		case "codec_type":
 			audio = audio || v == "audio"
+		case "codec_name":
+			codec = v
+		case "bits_per_raw_sample":
+			bits, _ = strconv.Atoi(v) // "N/A" when the codec does not say
 		case "duration":
 			seconds, _ = strconv.ParseFloat(v, 64)
 		}
 	}
 	switch {
 	case !audio:
-		return 0, fmt.Errorf("%w: no audio stream", ErrBadInput)
+		return source{}, fmt.Errorf("%w: no audio stream", ErrBadInput)
 	case seconds <= 0 || math.IsNaN(seconds):
-		return 0, fmt.Errorf("%w: the audio has no duration", ErrBadInput)
+		return source{}, fmt.Errorf("%w: the audio has no duration", ErrBadInput)
 	case time.Duration(seconds*float64(time.Second)) > p.cfg.MaxDuration:
-		return 0, fmt.Errorf("%w: %.0f s is longer than HLS_MAX_DURATION (%s)", ErrBadInput, seconds, p.cfg.MaxDuration)
+		return source{}, fmt.Errorf("%w: %.0f s is longer than HLS_MAX_DURATION (%s)", ErrBadInput, seconds, p.cfg.MaxDuration)
 	}
-	return time.Duration(seconds * float64(time.Second)), nil
+	return source{
+		duration: time.Duration(seconds * float64(time.Second)),
+		// A FLAC or ALAC file says its depth; 32-bit ones exist.
+		lossless: slices.Contains(losslessCodecs, codec) && bits <= 24,
+	}, nil
 }
 
 func stderrOf(err error) string {
@@ -233,20 +280,32 @@ func lastLine(s string) string {
 
 // transcode runs one ffmpeg for every rendition (SPEC §6's tested
 // command, plus bitexact flags for reproducible bytes and -progress).
-func (p *Packager) transcode(ctx context.Context, input, dir string, duration time.Duration, progress func(int)) error {
+// The AAC options are given per output stream, so that the lossless
+// rendition keeps the source's rate and channels.
+func (p *Packager) transcode(ctx context.Context, input, dir string, renditions []Rendition, duration time.Duration, progress func(int)) error {
 	// -t stops decoding just past HLS_MAX_DURATION, so audio longer than
 	// its headers claim costs a bounded run and is then refused.
 	limit := strconv.FormatFloat((p.cfg.MaxDuration + time.Second).Seconds(), 'f', 3, 64)
 	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1",
 		"-t", limit, "-i", input, "-vn", "-sn", "-dn", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact"}
 	var streamMap []string
-	for i := range p.cfg.Renditions {
+	for i, r := range renditions {
 		args = append(args, "-map", "0:a:0")
-		streamMap = append(streamMap, fmt.Sprintf("a:%d,name:%s", i, p.cfg.Renditions[i].Name))
+		streamMap = append(streamMap, fmt.Sprintf("a:%d,name:%s", i, r.Name))
 	}
-	args = append(args, "-c:a", "aac", "-profile:a", "aac_low", "-ar", "44100", "-ac", "2")
-	for i, r := range p.cfg.Renditions {
-		args = append(args, fmt.Sprintf("-b:a:%d", i), strconv.Itoa(r.Bitrate))
+	lossless := false
+	for i, r := range renditions {
+		if r.Lossless {
+			lossless = true
+			args = append(args, fmt.Sprintf("-c:a:%d", i), "flac")
+			continue
+		}
+		args = append(args, fmt.Sprintf("-c:a:%d", i), "aac", fmt.Sprintf("-profile:a:%d", i), "aac_low",
+			fmt.Sprintf("-ar:a:%d", i), "44100", fmt.Sprintf("-ac:a:%d", i), "2", fmt.Sprintf("-b:a:%d", i), strconv.Itoa(r.Bitrate))
+	}
+	if lossless {
+		// ffmpeg 5.1's mp4 muxer calls FLAC experimental.
+		args = append(args, "-strict", "-2")
 	}
 	args = append(args, "-f", "hls", "-hls_time", strconv.Itoa(p.cfg.SegmentSeconds), "-hls_playlist_type", "vod",
 		"-hls_flags", "independent_segments", "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
@@ -316,12 +375,12 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 }
 
 // assemble content-addresses ffmpeg's output, writes the playlists and
-// sets the package's duration: the longest rendition's, what players
+// sets the package's duration: the longest AAC rendition's, what players
 // will show.
-func (p *Packager) assemble(pkg *Package) error {
+func (p *Packager) assemble(pkg *Package, renditions []Rendition) error {
 	var media []File
 	master := &m3u8.Master{Version: 7, IndependentSegments: true}
-	for _, r := range p.cfg.Renditions {
+	for _, r := range renditions {
 		rdir := filepath.Join(pkg.dir, r.Name)
 		raw, err := os.ReadFile(filepath.Join(rdir, "index.m3u8"))
 		if err != nil {
@@ -330,6 +389,9 @@ func (p *Packager) assemble(pkg *Package) error {
 		pl, err := m3u8.ParseMedia(raw)
 		if err != nil {
 			return fmt.Errorf("hls: ffmpeg's playlist for %s: %w", r.Name, err)
+		}
+		if err := dropEmptyLastSegment(rdir, pl); err != nil {
+			return err
 		}
 		if len(pl.Segments) == 0 || pl.MapURI == "" {
 			return fmt.Errorf("%w: no segments for %s", ErrBadInput, r.Name)
@@ -361,7 +423,12 @@ func (p *Packager) assemble(pkg *Package) error {
 			out.TargetDuration = max(out.TargetDuration, int(math.Round(s.Duration)))
 		}
 		d := out.Duration()
-		pkg.DurationMS = max(pkg.DurationMS, int64(math.Round(d*1000)))
+		if !r.Lossless {
+			// ffmpeg lists FLAC's last frame at its whole block size
+			// (up to ~0.1 s) however few samples it holds; AAC's are
+			// within a frame (23 ms) of what the upload lasts.
+			pkg.DurationMS = max(pkg.DurationMS, int64(math.Round(d*1000)))
+		}
 		if peak == 0 && d > 0 { // nothing a second long: the average is all there is
 			peak = float64(total*8) / d
 		}
@@ -369,11 +436,15 @@ func (p *Packager) assemble(pkg *Package) error {
 			return err
 		}
 		media = append(media, file(pkg.dir, r.Name, "index.m3u8"))
+		codecs := "mp4a.40.2"
+		if r.Lossless {
+			codecs = "fLaC"
+		}
 		master.Variants = append(master.Variants, m3u8.Variant{
 			URI:              r.Name + "/index.m3u8",
 			Bandwidth:        int64(math.Ceil(peak)),
 			AverageBandwidth: int64(math.Ceil(float64(total*8) / d)),
-			Codecs:           "mp4a.40.2",
+			Codecs:           codecs,
 		})
 	}
 	// Players start with the first variant: the 128k one when there is.
@@ -386,6 +457,55 @@ func (p *Packager) assemble(pkg *Package) error {
 	pkg.Files = append(pkg.Files, media...)
 	pkg.Files = append(pkg.Files, File{Rel: "master.m3u8", Local: filepath.Join(pkg.dir, "master.m3u8"), ContentType: "application/vnd.apple.mpegurl"})
 	return nil
+}
+
+// dropEmptyLastSegment removes a last segment that holds no media: for
+// FLAC, ffmpeg 5.1 ends the playlist with a segment that is only a styp
+// box, listed as long as one frame. Players fail on it or stall, and it
+// would add a frame to the track's length.
+func dropEmptyLastSegment(dir string, pl *m3u8.Media) error {
+	if len(pl.Segments) == 0 {
+		return nil
+	}
+	last := pl.Segments[len(pl.Segments)-1].URI
+	if last != path.Base(last) || strings.HasPrefix(last, ".") {
+		return fmt.Errorf("hls: unexpected file name %q in ffmpeg's playlist", last)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, last))
+	if err != nil {
+		return fmt.Errorf("hls: %w", err)
+	}
+	if hasBox(b, "moof") {
+		return nil
+	}
+	pl.Segments = pl.Segments[:len(pl.Segments)-1]
+	return os.Remove(filepath.Join(dir, last))
+}
+
+// hasBox reports whether the ISO BMFF boxes in b include one of type
+// typ at the top level.
+func hasBox(b []byte, typ string) bool {
+	for len(b) >= 8 {
+		size := uint64(binary.BigEndian.Uint32(b))
+		header := uint64(8)
+		switch size {
+		case 0: // the box runs to the end
+			size = uint64(len(b))
+		case 1: // a 64-bit size follows the type
+			if len(b) < 16 {
+				return false
+			}
+			size, header = binary.BigEndian.Uint64(b[8:]), 16
+		}
+		if string(b[4:8]) == typ {
+			return true
+		}
+		if size < header || size > uint64(len(b)) {
+			return false
+		}
+		b = b[size:]
+	}
+	return false
 }
 
 func boolInt(b bool) int {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -188,7 +189,7 @@ func TestPackageRejectsBadInput(t *testing.T) {
 
 // A track lasts what its audio decodes to, not what its headers claim.
 func TestPackageMeasuresTheAudioNotItsHeaders(t *testing.T) {
-	p := newPackager(t, Config{Renditions: []Rendition{{"64k", 64000}}})
+	p := newPackager(t, Config{Renditions: []Rendition{{Name: "64k", Bitrate: 64000}}})
 	whole, err := os.ReadFile(tone(t, 30, "whole.mp3"))
 	require.NoError(t, err)
 	truncated := filepath.Join(t.TempDir(), "truncated.mp3")
@@ -207,7 +208,7 @@ func TestPackageMeasuresTheAudioNotItsHeaders(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			claimed, err := p.probe(context.Background(), c.input)
 			require.NoError(t, err)
-			require.InDelta(t, c.claimsAbout, claimed.Seconds(), 1, "the case's headers lie as it says")
+			require.InDelta(t, c.claimsAbout, claimed.duration.Seconds(), 1, "the case's headers lie as it says")
 
 			pkg, err := p.Package(context.Background(), c.input, strings.Repeat("cd", 32), nil)
 			require.NoError(t, err)
@@ -220,9 +221,9 @@ func TestPackageMeasuresTheAudioNotItsHeaders(t *testing.T) {
 // ffmpeg stops decoding a second past HLS_MAX_DURATION, so audio longer
 // than its headers claim costs no more than the limit to refuse.
 func TestTranscodeStopsPastTheLimit(t *testing.T) {
-	p := newPackager(t, Config{Renditions: []Rendition{{"64k", 64000}}, MaxDuration: 10 * time.Second})
+	p := newPackager(t, Config{Renditions: []Rendition{{Name: "64k", Bitrate: 64000}}, MaxDuration: 10 * time.Second})
 	dir := t.TempDir()
-	require.NoError(t, p.transcode(context.Background(), understatedMP3(t, 30), dir, 30*time.Second, nil))
+	require.NoError(t, p.transcode(context.Background(), understatedMP3(t, 30), dir, p.cfg.Renditions, 30*time.Second, nil))
 	raw, err := os.ReadFile(filepath.Join(dir, "64k", "index.m3u8"))
 	require.NoError(t, err)
 	media, err := m3u8.ParseMedia(raw)
@@ -246,9 +247,158 @@ func TestPackageTimeoutKillsFFmpeg(t *testing.T) {
 func TestParseRenditions(t *testing.T) {
 	r, err := ParseRenditions("64k, 128k,256k")
 	require.NoError(t, err)
-	assert.Equal(t, []Rendition{{"64k", 64000}, {"128k", 128000}, {"256k", 256000}}, r)
-	for _, bad := range []string{"", "128", "128k,128k", "9999k", "fast"} {
+	assert.Equal(t, []Rendition{{Name: "64k", Bitrate: 64000}, {Name: "128k", Bitrate: 128000}, {Name: "256k", Bitrate: 256000}}, r)
+	r, err = ParseRenditions("64k,flac")
+	require.NoError(t, err)
+	assert.Equal(t, []Rendition{{Name: "64k", Bitrate: 64000}, {Name: "flac", Lossless: true}}, r)
+	for _, bad := range []string{"", "128", "128k,128k", "9999k", "fast", "flac", "flac,flac,64k", "FLAC,64k"} {
 		_, err := ParseRenditions(bad)
 		assert.Error(t, err, bad)
 	}
+}
+
+// noise makes lossless audio that compresses like music does, not like
+// a pure tone: pink noise at the given rate, in the format name's
+// extension and sample format say.
+func noise(t *testing.T, seconds int, rate int, sampleFormat, name string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name)
+	args := []string{"-hide_banner", "-loglevel", "error", "-f", "lavfi",
+		"-i", "anoisesrc=c=pink:a=0.3:d=" + itoa(seconds) + ":r=" + itoa(rate), "-ac", "2"}
+	if strings.HasSuffix(name, ".wav") {
+		args = append(args, "-c:a", "pcm_"+sampleFormat+"le")
+	} else {
+		args = append(args, "-sample_fmt", sampleFormat)
+	}
+	b, err := exec.Command("ffmpeg", append(args, out)...).CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	return out
+}
+
+// pcmMD5 decodes input with ffmpeg to raw samples of the given format
+// and returns their MD5.
+func pcmMD5(t *testing.T, input, pcm string) string {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-i", input,
+		"-map", "0:a:0", "-c:a", pcm, "-f", "md5", "-").Output()
+	if err != nil {
+		t.Fatalf("decoding %s: %s", input, stderrOf(err))
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// The lossless tier is the source's samples, bit for bit, at its own
+// rate and depth, and it is made from lossless uploads only.
+func TestPackageLosslessTier(t *testing.T) {
+	renditions, err := ParseRenditions("64k,128k,flac")
+	require.NoError(t, err)
+	p := newPackager(t, Config{Renditions: renditions})
+
+	for _, c := range []struct {
+		name    string
+		input   string
+		pcm     string // the decoded samples' format, to compare
+		rate    string
+		seconds float64
+	}{
+		// 12 s: ffmpeg 5.1 ends this FLAC rendition with an empty
+		// segment, which the package must not keep.
+		{"16-bit 44.1 kHz FLAC", noise(t, 12, 44100, "s16", "cd.flac"), "pcm_s16le", "44100", 12},
+		{"24-bit 96 kHz WAV", noise(t, 8, 96000, "s24", "studio.wav"), "pcm_s24le", "96000", 8},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pkg, err := p.Package(context.Background(), c.input, strings.Repeat("ab", 32), nil)
+			require.NoError(t, err)
+			defer pkg.Remove()
+			assert.InDelta(t, c.seconds*1000, pkg.DurationMS, 30, "no empty segment lengthens the track")
+
+			files := map[string]string{}
+			for _, f := range pkg.Files {
+				files[f.Rel] = f.Local
+			}
+			raw, err := os.ReadFile(files["master.m3u8"])
+			require.NoError(t, err)
+			master, err := m3u8.ParseMaster(raw)
+			require.NoError(t, err)
+			require.Len(t, master.Variants, 3)
+			assert.Equal(t, "128k/index.m3u8", master.Variants[0].URI, "players still start with 128k")
+			lossless := master.Variants[2]
+			assert.Equal(t, "flac/index.m3u8", lossless.URI)
+			assert.Equal(t, "fLaC", lossless.Codecs)
+			assert.Greater(t, lossless.AverageBandwidth, master.Variants[0].Bandwidth, "lossless costs more than 128k")
+
+			playlist := files["flac/index.m3u8"]
+			raw, err = os.ReadFile(playlist)
+			require.NoError(t, err)
+			media, err := m3u8.ParseMedia(raw)
+			require.NoError(t, err)
+			// ffmpeg lists the last FLAC frame at its whole block size.
+			assert.InDelta(t, c.seconds, media.Duration(), 0.1)
+			for _, s := range media.Segments {
+				b, err := os.ReadFile(files["flac/"+s.URI])
+				require.NoError(t, err)
+				assert.True(t, hasBox(b, "moof"), "%s holds media", s.URI)
+			}
+
+			assert.Equal(t, pcmMD5(t, c.input, c.pcm), pcmMD5(t, playlist, c.pcm), "the same samples as the upload")
+			out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate",
+				"-of", "default=noprint_wrappers=1", playlist).Output()
+			require.NoError(t, err)
+			assert.Contains(t, string(out), "codec_name=flac")
+			assert.Contains(t, string(out), "sample_rate="+c.rate)
+		})
+	}
+
+	t.Run("a lossy upload gets no lossless tier", func(t *testing.T) {
+		pkg, err := p.Package(context.Background(), tone(t, 8, "lossy.mp3"), strings.Repeat("ab", 32), nil)
+		require.NoError(t, err)
+		defer pkg.Remove()
+		for _, f := range pkg.Files {
+			assert.False(t, strings.HasPrefix(f.Rel, "flac/"), f.Rel)
+		}
+		raw, err := os.ReadFile(pkg.Files[len(pkg.Files)-1].Local)
+		require.NoError(t, err)
+		master, err := m3u8.ParseMaster(raw)
+		require.NoError(t, err)
+		assert.Len(t, master.Variants, 2)
+	})
+}
+
+func TestHasBox(t *testing.T) {
+	box := func(typ string, body int) []byte {
+		b := make([]byte, 8+body)
+		b[3] = byte(8 + body)
+		copy(b[4:], typ)
+		return b
+	}
+	styp := box("styp", 16)
+	moof := box("moof", 8)
+	large := append([]byte{0, 0, 0, 1, 'm', 'd', 'a', 't', 0, 0, 0, 0, 0, 0, 0, 16}, make([]byte, 0)...)
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"ffmpeg's empty segment: a styp alone", styp, false},
+		{"styp, then moof", append(slices.Clone(styp), moof...), true},
+		{"moof first", moof, true},
+		{"a 64-bit size before moof", append(slices.Clone(large), moof...), true},
+		{"a box that runs to the end hides what follows", append([]byte{0, 0, 0, 0, 'm', 'd', 'a', 't'}, moof...), false},
+		{"a size past the end", append([]byte{0, 0, 1, 0, 's', 't', 'y', 'p'}, moof...), false},
+		{"a size below the header", append([]byte{0, 0, 0, 4, 's', 't', 'y', 'p'}, moof...), false},
+		{"a truncated 64-bit size", []byte{0, 0, 0, 1, 'm', 'd', 'a', 't', 0}, false},
+		{"empty", nil, false},
+	} {
+		assert.Equal(t, c.want, hasBox(c.b, "moof"), c.name)
+	}
+}
+
+func FuzzHasBox(f *testing.F) {
+	f.Add([]byte("\x00\x00\x00\x18stypmsdh\x00\x00\x00\x00msdhmsix"))
+	f.Add([]byte("\x00\x00\x00\x01mdat\x00\x00\x00\x00\x00\x00\x00\x10\x00\x00\x00\x08moof"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if hasBox(b, "moof") {
+			assert.Contains(t, string(b), "moof", "a box found is in the bytes")
+		}
+	})
 }

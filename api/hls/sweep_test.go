@@ -89,7 +89,7 @@ func TestWorkersSweepAtStart(t *testing.T) {
 	pool, err := pgxpool.New(ctx, pg.NewDatabase(t))
 	require.NoError(t, err)
 	defer pool.Close()
-	packager, err := New(Config{Renditions: []Rendition{{"64k", 64000}}})
+	packager, err := New(Config{Renditions: []Rendition{{Name: "64k", Bitrate: 64000}}})
 	require.NoError(t, err)
 	set := metrics.NewSet()
 	q, err := NewQueue(QueueConfig{Workers: 1}, pool, catalog.NewStore(pool, nil),

@@ -188,7 +188,7 @@ func startStack(t *testing.T) *stack {
 	s.signer = serveOn(t, ssrv.HTTPServer())
 
 	// api with one packaging worker
-	renditions, err := hls.ParseRenditions("64k,128k,256k")
+	renditions, err := hls.ParseRenditions("64k,128k,256k,flac")
 	require.NoError(t, err)
 	packager, err := hls.New(hls.Config{Renditions: renditions})
 	require.NoError(t, err)
@@ -233,12 +233,13 @@ func (s *stack) call(t *testing.T, method, url, contentType string, body io.Read
 }
 
 // uploadTrack creates a public track through the API, uploads a 10 s
-// tone and waits for its HLS package.
+// tone as FLAC, so that the package has the lossless tier too, and
+// waits for its HLS package.
 func (s *stack) uploadTrack(t *testing.T) (catalog.Track, []byte) {
 	t.Helper()
-	src := filepath.Join(t.TempDir(), "tone.mp3")
+	src := filepath.Join(t.TempDir(), "tone.flac")
 	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-		"-i", "sine=frequency=440:duration=10", "-b:a", "128k", src).CombinedOutput()
+		"-i", "sine=frequency=440:duration=10", "-ac", "2", src).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	audio, err := os.ReadFile(src)
 	require.NoError(t, err)
@@ -247,7 +248,7 @@ func (s *stack) uploadTrack(t *testing.T) (catalog.Track, []byte) {
 	require.Equal(t, http.StatusCreated, status, "%s", body)
 	var tr catalog.Track
 	require.NoError(t, json.Unmarshal(body, &tr))
-	status, body = s.call(t, "PUT", s.api+"/v1/tracks/"+tr.ID.String()+"/audio", "audio/mpeg", bytes.NewReader(audio))
+	status, body = s.call(t, "PUT", s.api+"/v1/tracks/"+tr.ID.String()+"/audio", "audio/flac", bytes.NewReader(audio))
 	require.Equal(t, http.StatusOK, status, "%s", body)
 	require.Eventually(t, func() bool {
 		_, body := s.call(t, "GET", s.api+"/v1/tracks/"+tr.ID.String(), "", nil)
@@ -283,10 +284,12 @@ func TestPlayThroughTheEdge(t *testing.T) {
 	assert.Contains(t, string(out), "HTTP/1.1 206")
 	assert.Regexp(t, `(?i)x-cache: HIT`, string(out))
 
-	// ffmpeg as the HLS client decodes every rendition to the end.
+	// ffmpeg as the HLS client decodes every rendition to the end, the
+	// lossless one too.
 	ff, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-i", s.signer+"/v1/tracks/"+tr.ID.String()+"/hls",
-		"-map", "0:a:0", "-map", "0:a:1", "-map", "0:a:2", "-f", "null", "-").CombinedOutput()
+		"-map", "0:a:0", "-map", "0:a:1", "-map", "0:a:2", "-map", "0:a:3", "-f", "null", "-").CombinedOutput()
 	require.NoError(t, err, "%s", ff)
+	assert.Regexp(t, `Stream #0:3.*: Audio: flac`, string(ff), "the fourth rendition is FLAC")
 	m := regexp.MustCompile(`time=00:00:(\d+\.\d+)`).FindAllStringSubmatch(string(ff), -1)
 	require.NotEmpty(t, m)
 	secs, _ := strconv.ParseFloat(m[len(m)-1][1], 64)
@@ -365,7 +368,7 @@ func location(t *testing.T, url string) string {
 
 // hls.js in Debian's Chromium plays a short track from the player page
 // to the end, HLS through signer → edge → origin, and a seek lands where
-// asked.
+// asked, from an AAC variant and from the lossless one.
 func TestPlayerPageInChromium(t *testing.T) {
 	node, err := exec.LookPath("node")
 	require.NoError(t, err, "node is needed (make deps)")
@@ -377,20 +380,26 @@ func TestPlayerPageInChromium(t *testing.T) {
 
 	s := startStack(t)
 	s.uploadTrack(t)
-	cmd := exec.Command(node, "player/play.mjs", s.api+"/", "6")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	require.NoError(t, err, "the browser did not play: %s", stderr.String())
-	var result struct {
-		Mode      string
-		AfterSeek float64
-		Ended     bool
-		Duration  float64
+	for codec, shown := range map[string]string{"mp4a.40.2": "AAC", "flac": "lossless (FLAC)"} {
+		cmd := exec.Command(node, "player/play.mjs", s.api+"/", "6", codec)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		require.NoError(t, err, "the browser did not play %q: %s", codec, stderr.String())
+		var result struct {
+			Mode      string
+			AfterSeek float64
+			Ended     bool
+			Duration  float64
+			Codec     string
+			Shown     string
+		}
+		require.NoError(t, json.Unmarshal(out, &result), "%s", out)
+		assert.Equal(t, "hls", result.Mode, "played with hls.js, not the fallback")
+		assert.True(t, result.Ended, "played to the end")
+		assert.InDelta(t, 6, result.AfterSeek, 1.5, "the seek landed where asked")
+		assert.InDelta(t, 10, result.Duration, 0.5)
+		assert.Equal(t, codec, strings.ToLower(result.Codec), "the variant heard last")
+		assert.Contains(t, result.Shown, shown, "the page says what is playing")
 	}
-	require.NoError(t, json.Unmarshal(out, &result), "%s", out)
-	assert.Equal(t, "hls", result.Mode, "played with hls.js, not the fallback")
-	assert.True(t, result.Ended, "played to the end")
-	assert.InDelta(t, 6, result.AfterSeek, 1.5, "the seek landed where asked")
-	assert.InDelta(t, 10, result.Duration, 0.5)
 }

@@ -22,8 +22,16 @@
     return audio.play();
   }
 
+  // What the listener hears: the lossless tier, or AAC at its bit rate.
+  function quality(level) {
+    if (/^flac$/i.test(level.audioCodec || '')) { return 'lossless (FLAC)'; }
+    return 'AAC ' + Math.round((level.averageBitrate || level.bitrate) / 1000) + ' kbit/s';
+  }
+
   function play(track) {
-    now.textContent = 'Playing ' + track.title + ' by ' + track.artist;
+    const playing = 'Playing ' + track.title + ' by ' + track.artist;
+    now.textContent = playing;
+    delete audio.dataset.codec;
     const hlsURL = config.signer + '/v1/tracks/' + track.id + '/hls';
     if (track.hls_status !== 'ready') {
       return playStream(track);
@@ -34,6 +42,12 @@
       hls = new Hls();
       hls.on(Hls.Events.ERROR, function (_, data) {
         if (data.fatal) { playStream(track); }
+      });
+      // Fired when the fragments playing come from another variant.
+      hls.on(Hls.Events.LEVEL_SWITCHED, function (_, data) {
+        const level = hls.levels[data.level];
+        now.textContent = playing + ' · ' + quality(level);
+        audio.dataset.codec = level.audioCodec || '';
       });
       hls.loadSource(hlsURL);
       hls.attachMedia(audio);
@@ -63,5 +77,5 @@
     li.appendChild(button);
     list.appendChild(li);
   }
-  window.playgate = { play: play, audio: audio };
+  window.playgate = { play: play, audio: audio, hls: function () { return hls; } };
 })();

@@ -1,12 +1,15 @@
 // Plays the first track of the player page in Debian's Chromium and
 // prints what happened as JSON: the mode (hls or stream), where a seek
-// landed, and whether playback reached the end.
+// landed, whether playback reached the end, and the codec of the variant
+// heard last. With a codec (e.g. flac), hls.js is switched to the
+// variant of that codec before the seek.
 //
-//	node play.mjs http://127.0.0.1:8080/ [seekTo]
+//	node play.mjs http://127.0.0.1:8080/ [seekTo] [codec]
 import { chromium } from 'playwright-core';
 
 const url = process.argv[2];
 const seekTo = Number(process.argv[3] || 6);
+const codec = (process.argv[4] || '').toLowerCase();
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
@@ -21,6 +24,15 @@ try {
   const audio = () => window.playgate.audio;
   await page.waitForFunction(() => window.playgate && window.playgate.audio.currentTime > 0.5, null, { timeout: 30000 });
   const mode = await page.evaluate(() => window.playgate.audio.dataset.mode);
+  if (codec) {
+    await page.evaluate((c) => {
+      const hls = window.playgate.hls();
+      const i = hls.levels.findIndex((l) => (l.audioCodec || '').toLowerCase() === c);
+      if (i < 0) { throw new Error('no variant of codec ' + c); }
+      hls.currentLevel = i;
+    }, codec);
+    await page.waitForFunction((c) => (window.playgate.audio.dataset.codec || '').toLowerCase() === c, codec, { timeout: 15000 });
+  }
   await page.evaluate((t) => { window.playgate.audio.currentTime = t; }, seekTo);
   await page.waitForFunction((t) => {
     const a = window.playgate.audio;
@@ -29,7 +41,9 @@ try {
   const afterSeek = await page.evaluate(() => window.playgate.audio.currentTime);
   await page.waitForFunction(() => window.playgate.audio.ended, null, { timeout: 60000 });
   const duration = await page.evaluate(() => window.playgate.audio.duration);
-  console.log(JSON.stringify({ mode, afterSeek, ended: true, duration }));
+  const heard = await page.evaluate(() => window.playgate.audio.dataset.codec || '');
+  const shown = await page.evaluate(() => document.getElementById('now').textContent);
+  console.log(JSON.stringify({ mode, afterSeek, ended: true, duration, codec: heard, shown }));
 } finally {
   await browser.close();
 }
