@@ -76,6 +76,10 @@ func TestManifests(t *testing.T) {
 		}
 	}
 	for _, o := range objs {
+		if o.Kind == "Job" {
+			checkJob(t, o, configMaps)
+			continue
+		}
 		if o.Kind != "Deployment" {
 			continue
 		}
@@ -145,8 +149,29 @@ func TestManifests(t *testing.T) {
 			assert.Equal(t, "playgate-signer", target, "the signer is what scales")
 		}
 	}
-	for _, k := range []string{"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget"} {
+	for _, k := range []string{"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job"} {
 		assert.Positive(t, kinds[k], "a %s is defined", k)
+	}
+}
+
+// checkJob: the migration Job runs `api migrate` once, as the services
+// run, with their configuration.
+func checkJob(t *testing.T, o object, configMaps map[string]bool) {
+	t.Helper()
+	name := o.Metadata["name"].(string)
+	assert.Equal(t, "Never", get(o.Spec, "template", "spec", "restartPolicy"), name)
+	assert.Equal(t, true, get(o.Spec, "template", "spec", "securityContext", "runAsNonRoot"), name)
+	containers, _ := get(o.Spec, "template", "spec", "containers").([]any)
+	require.Len(t, containers, 1, name)
+	c := containers[0]
+	assert.Equal(t, []any{"/api", "migrate"}, get(c, "args"), name)
+	checkMemoryLimits(t, name, c)
+	from, _ := get(c, "envFrom").([]any)
+	require.NotEmpty(t, from, "%s: the services' configuration", name)
+	for _, f := range from {
+		if cm := get(f, "configMapRef", "name"); cm != nil {
+			assert.True(t, configMaps[cm.(string)], "%s: ConfigMap %v exists", name, cm)
+		}
 	}
 }
 
