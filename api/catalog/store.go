@@ -43,13 +43,13 @@ func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
 const trackColumns = `id, owner_id, title, artist, duration_ms, visibility, price_cents,
 	storage_backend, object_key, content_type, size_bytes, sha256,
-	hls_status, hls_prefix, hls_error, hls_progress, version, created_at, updated_at, deleted_at`
+	hls_status, hls_prefix, hls_error, hls_progress, hls_lossless, version, created_at, updated_at, deleted_at`
 
 func scanTrack(row pgx.Row) (Track, error) {
 	var t Track
 	err := row.Scan(&t.ID, &t.OwnerID, &t.Title, &t.Artist, &t.DurationMS, &t.Visibility, &t.PriceCents,
 		&t.StorageBackend, &t.ObjectKey, &t.ContentType, &t.SizeBytes, &t.SHA256,
-		&t.HLSStatus, &t.HLSPrefix, &t.HLSError, &t.HLSProgress, &t.Version, &t.CreatedAt, &t.UpdatedAt, &t.DeletedAt)
+		&t.HLSStatus, &t.HLSPrefix, &t.HLSError, &t.HLSProgress, &t.HLSLossless, &t.Version, &t.CreatedAt, &t.UpdatedAt, &t.DeletedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Track{}, ErrNotFound
 	}
@@ -226,15 +226,17 @@ func (s *Store) HLSProgress(ctx context.Context, id uuid.UUID, sourceSHA256 stri
 	return err
 }
 
-// FinishHLS makes a stored package the track's, with its duration, and
-// returns the package it replaces ("" for none).
-func (s *Store) FinishHLS(ctx context.Context, id uuid.UUID, sourceSHA256, prefix string, durationMS int64) (string, error) {
+// FinishHLS makes a stored package the track's, with its duration and
+// whether it has the lossless tier, and returns the package it replaces
+// ("" for none).
+func (s *Store) FinishHLS(ctx context.Context, id uuid.UUID, sourceSHA256, prefix string, durationMS int64, lossless bool) (string, error) {
 	var old *string
 	err := s.primary.QueryRow(ctx, `
-		UPDATE tracks t SET hls_status = 'ready', hls_prefix = $3, hls_progress = 100, hls_error = NULL, duration_ms = $4
+		UPDATE tracks t SET hls_status = 'ready', hls_prefix = $3, hls_progress = 100, hls_error = NULL, duration_ms = $4,
+			hls_lossless = $5
 		FROM (SELECT id, hls_prefix FROM tracks WHERE id = $1 FOR UPDATE) prev
 		WHERE t.id = prev.id AND t.deleted_at IS NULL AND t.sha256 = $2
-		RETURNING prev.hls_prefix`, id, sourceSHA256, prefix, durationMS).Scan(&old)
+		RETURNING prev.hls_prefix`, id, sourceSHA256, prefix, durationMS, lossless).Scan(&old)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", ErrNotFound
 	}

@@ -66,6 +66,9 @@ type Track struct {
 	HLSPrefix   *string   `json:"hls_prefix"`
 	HLSError    *string   `json:"hls_error"`
 	HLSProgress int       `json:"hls_progress"`
+	// HLSLossless: the package also has the lossless tier, which the
+	// signer's /hls?quality=lossless offers.
+	HLSLossless bool `json:"hls_lossless"`
 
 	Version   int64      `json:"version"`
 	CreatedAt time.Time  `json:"created_at"`

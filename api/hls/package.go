@@ -139,14 +139,27 @@ type File struct {
 	ContentType string
 }
 
+// MasterPlaylist is the package's master playlist: its AAC variants.
+// LosslessPlaylist, in a package with the lossless tier, is the master
+// that offers it too, first: listeners opt in to it, since players pick
+// variants by bandwidth and would otherwise take the FLAC one (several
+// times the CDN's bytes) on any fast network.
+const (
+	MasterPlaylist   = "master.m3u8"
+	LosslessPlaylist = "lossless.m3u8"
+)
+
 // Package is a finished package on local disk. Files are in upload order:
-// init and segment files, then media playlists, then the master, so that
+// init and segment files, then media playlists, then the masters, so that
 // no playlist is ever visible before what it references.
 type Package struct {
 	ID         string
 	DurationMS int64
 	Files      []File
-	dir        string
+	// Lossless is set when the package has the lossless tier, offered by
+	// LosslessPlaylist.
+	Lossless bool
+	dir      string
 }
 
 // Remove deletes the package's local files.
@@ -380,6 +393,7 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 func (p *Packager) assemble(pkg *Package, renditions []Rendition) error {
 	var media []File
 	master := &m3u8.Master{Version: 7, IndependentSegments: true}
+	var lossless []m3u8.Variant
 	for _, r := range renditions {
 		rdir := filepath.Join(pkg.dir, r.Name)
 		raw, err := os.ReadFile(filepath.Join(rdir, "index.m3u8"))
@@ -436,26 +450,44 @@ func (p *Packager) assemble(pkg *Package, renditions []Rendition) error {
 			return err
 		}
 		media = append(media, file(pkg.dir, r.Name, "index.m3u8"))
-		codecs := "mp4a.40.2"
-		if r.Lossless {
-			codecs = "fLaC"
-		}
-		master.Variants = append(master.Variants, m3u8.Variant{
+		v := m3u8.Variant{
 			URI:              r.Name + "/index.m3u8",
 			Bandwidth:        int64(math.Ceil(peak)),
 			AverageBandwidth: int64(math.Ceil(float64(total*8) / d)),
-			Codecs:           codecs,
-		})
+			Codecs:           "mp4a.40.2",
+		}
+		if r.Lossless {
+			v.Codecs = "fLaC"
+			lossless = append(lossless, v)
+			continue
+		}
+		master.Variants = append(master.Variants, v)
 	}
 	// Players start with the first variant: the 128k one when there is.
 	slices.SortStableFunc(master.Variants, func(a, b m3u8.Variant) int {
 		return boolInt(!strings.HasPrefix(a.URI, "128k/")) - boolInt(!strings.HasPrefix(b.URI, "128k/"))
 	})
-	if err := os.WriteFile(filepath.Join(pkg.dir, "master.m3u8"), master.Encode(), 0o644); err != nil {
+	pkg.Files = append(pkg.Files, media...)
+	if len(lossless) > 0 {
+		// The AAC variants stay, for when the network cannot carry FLAC
+		// and for players that cannot play it.
+		withLossless := &m3u8.Master{Version: 7, IndependentSegments: true, Variants: append(lossless, master.Variants...)}
+		if err := writeMaster(pkg, LosslessPlaylist, withLossless); err != nil {
+			return err
+		}
+		pkg.Lossless = true
+	}
+	return writeMaster(pkg, MasterPlaylist, master)
+}
+
+// writeMaster writes a master playlist at the package's root and lists
+// it last among its files.
+func writeMaster(pkg *Package, name string, m *m3u8.Master) error {
+	local := filepath.Join(pkg.dir, name)
+	if err := os.WriteFile(local, m.Encode(), 0o644); err != nil {
 		return err
 	}
-	pkg.Files = append(pkg.Files, media...)
-	pkg.Files = append(pkg.Files, File{Rel: "master.m3u8", Local: filepath.Join(pkg.dir, "master.m3u8"), ContentType: "application/vnd.apple.mpegurl"})
+	pkg.Files = append(pkg.Files, File{Rel: name, Local: local, ContentType: "application/vnd.apple.mpegurl"})
 	return nil
 }
 

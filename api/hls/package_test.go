@@ -316,19 +316,22 @@ func TestPackageLosslessTier(t *testing.T) {
 			for _, f := range pkg.Files {
 				files[f.Rel] = f.Local
 			}
-			raw, err := os.ReadFile(files["master.m3u8"])
-			require.NoError(t, err)
-			master, err := m3u8.ParseMaster(raw)
-			require.NoError(t, err)
-			require.Len(t, master.Variants, 3)
+			assert.True(t, pkg.Lossless)
+			master := readMaster(t, files[MasterPlaylist])
+			require.Len(t, master.Variants, 2, "the master offers AAC only: listeners opt in to lossless")
 			assert.Equal(t, "128k/index.m3u8", master.Variants[0].URI, "players still start with 128k")
-			lossless := master.Variants[2]
-			assert.Equal(t, "flac/index.m3u8", lossless.URI)
+			withLossless := readMaster(t, files[LosslessPlaylist])
+			require.Len(t, withLossless.Variants, 3)
+			lossless := withLossless.Variants[0]
+			assert.Equal(t, "flac/index.m3u8", lossless.URI, "those who opt in start with it")
 			assert.Equal(t, "fLaC", lossless.Codecs)
+			assert.Equal(t, master.Variants, withLossless.Variants[1:], "the AAC variants follow, to fall back to")
 			assert.Greater(t, lossless.AverageBandwidth, master.Variants[0].Bandwidth, "lossless costs more than 128k")
+			assert.Equal(t, MasterPlaylist, pkg.Files[len(pkg.Files)-1].Rel, "the masters come last")
+			assert.Equal(t, LosslessPlaylist, pkg.Files[len(pkg.Files)-2].Rel)
 
 			playlist := files["flac/index.m3u8"]
-			raw, err = os.ReadFile(playlist)
+			raw, err := os.ReadFile(playlist)
 			require.NoError(t, err)
 			media, err := m3u8.ParseMedia(raw)
 			require.NoError(t, err)
@@ -354,14 +357,20 @@ func TestPackageLosslessTier(t *testing.T) {
 		require.NoError(t, err)
 		defer pkg.Remove()
 		for _, f := range pkg.Files {
-			assert.False(t, strings.HasPrefix(f.Rel, "flac/"), f.Rel)
+			assert.False(t, strings.HasPrefix(f.Rel, "flac/") || f.Rel == LosslessPlaylist, f.Rel)
 		}
-		raw, err := os.ReadFile(pkg.Files[len(pkg.Files)-1].Local)
-		require.NoError(t, err)
-		master, err := m3u8.ParseMaster(raw)
-		require.NoError(t, err)
-		assert.Len(t, master.Variants, 2)
+		assert.False(t, pkg.Lossless)
+		assert.Len(t, readMaster(t, pkg.Files[len(pkg.Files)-1].Local).Variants, 2)
 	})
+}
+
+func readMaster(t *testing.T, local string) *m3u8.Master {
+	t.Helper()
+	raw, err := os.ReadFile(local)
+	require.NoError(t, err)
+	master, err := m3u8.ParseMaster(raw)
+	require.NoError(t, err)
+	return master
 }
 
 func TestHasBox(t *testing.T) {

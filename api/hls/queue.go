@@ -251,7 +251,7 @@ func (w *packageWorker) Work(ctx context.Context, job *river.Job[PackageArgs]) e
 			return w.fail(ctx, a, err, job)
 		}
 	}
-	old, err := w.store.FinishHLS(ctx, a.TrackID, a.SourceSHA256, prefix, pkg.DurationMS)
+	old, err := w.store.FinishHLS(ctx, a.TrackID, a.SourceSHA256, prefix, pkg.DurationMS, pkg.Lossless)
 	if errors.Is(err, catalog.ErrNotFound) {
 		// Deleted or given new audio while this ran: what was uploaded
 		// belongs to nothing.

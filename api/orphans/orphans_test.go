@@ -60,7 +60,7 @@ func TestFind(t *testing.T) {
 	sum := strings.Repeat("a1", 32)
 	current := withAudio(live, sum)
 	pkg := "hls/" + live.String() + "/0123456789abcdef"
-	_, err = store.FinishHLS(ctx, live, sum, pkg, 1000)
+	_, err = store.FinishHLS(ctx, live, sum, pkg, 1000, false)
 	require.NoError(t, err)
 	kept := []string{current, put(pkg+"/master.m3u8", week), put(pkg+"/64k/seg.m4s", week)}
 	graced := "hls/" + live.String() + "/aaaaaaaaaaaaaaaa"

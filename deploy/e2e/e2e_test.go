@@ -256,6 +256,7 @@ func (s *stack) uploadTrack(t *testing.T) (catalog.Track, []byte) {
 		return tr.HLSStatus == catalog.HLSReady || tr.HLSStatus == catalog.HLSFailed
 	}, 90*time.Second, 200*time.Millisecond)
 	require.Equal(t, catalog.HLSReady, tr.HLSStatus, "packaging failed: %v", tr.HLSError)
+	require.True(t, tr.HLSLossless, "a FLAC upload gets the lossless tier")
 	return tr, audio
 }
 
@@ -284,16 +285,23 @@ func TestPlayThroughTheEdge(t *testing.T) {
 	assert.Contains(t, string(out), "HTTP/1.1 206")
 	assert.Regexp(t, `(?i)x-cache: HIT`, string(out))
 
-	// ffmpeg as the HLS client decodes every rendition to the end, the
-	// lossless one too.
-	ff, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-i", s.signer+"/v1/tracks/"+tr.ID.String()+"/hls",
-		"-map", "0:a:0", "-map", "0:a:1", "-map", "0:a:2", "-map", "0:a:3", "-f", "null", "-").CombinedOutput()
-	require.NoError(t, err, "%s", ff)
-	assert.Regexp(t, `Stream #0:3.*: Audio: flac`, string(ff), "the fourth rendition is FLAC")
-	m := regexp.MustCompile(`time=00:00:(\d+\.\d+)`).FindAllStringSubmatch(string(ff), -1)
-	require.NotEmpty(t, m)
-	secs, _ := strconv.ParseFloat(m[len(m)-1][1], 64)
-	assert.GreaterOrEqual(t, secs, 9.5, "decoded to the end")
+	// ffmpeg as the HLS client decodes every rendition to the end: the
+	// AAC ones of the master, and the lossless tier of the one asked for.
+	for query, variants := range map[string]int{"": 3, "?quality=lossless": 4} {
+		args := []string{"-hide_banner", "-nostdin", "-i", s.signer + "/v1/tracks/" + tr.ID.String() + "/hls" + query}
+		for i := range variants {
+			args = append(args, "-map", "0:a:"+strconv.Itoa(i))
+		}
+		ff, err := exec.Command("ffmpeg", append(args, "-f", "null", "-")...).CombinedOutput()
+		require.NoError(t, err, "%s", ff)
+		assert.NotRegexp(t, `Stream #0:`+strconv.Itoa(variants), string(ff), "%d variants in %q", variants, query)
+		flac := regexp.MustCompile(`Stream #0:0.*: Audio: flac`).MatchString(string(ff))
+		assert.Equal(t, query != "", flac, "FLAC first in %q, and only there", query)
+		m := regexp.MustCompile(`time=00:00:(\d+\.\d+)`).FindAllStringSubmatch(string(ff), -1)
+		require.NotEmpty(t, m)
+		secs, _ := strconv.ParseFloat(m[len(m)-1][1], 64)
+		assert.GreaterOrEqual(t, secs, 9.5, "decoded to the end")
+	}
 
 	// A tampered or other-track token is refused at the edge and never
 	// reaches the origin.
@@ -368,7 +376,8 @@ func location(t *testing.T, url string) string {
 
 // hls.js in Debian's Chromium plays a short track from the player page
 // to the end, HLS through signer → edge → origin, and a seek lands where
-// asked, from an AAC variant and from the lossless one.
+// asked: AAC by default, though the lossless tier is there, and FLAC
+// once the page's lossless choice is ticked, before playing or during.
 func TestPlayerPageInChromium(t *testing.T) {
 	node, err := exec.LookPath("node")
 	require.NoError(t, err, "node is needed (make deps)")
@@ -380,12 +389,16 @@ func TestPlayerPageInChromium(t *testing.T) {
 
 	s := startStack(t)
 	s.uploadTrack(t)
-	for codec, shown := range map[string]string{"mp4a.40.2": "AAC", "flac": "lossless (FLAC)"} {
-		cmd := exec.Command(node, "player/play.mjs", s.api+"/", "6", codec)
+	for choice, want := range map[string]struct{ codec, shown string }{
+		"":         {"mp4a.40.2", "AAC"},
+		"lossless": {"flac", "lossless (FLAC)"},
+		"switch":   {"flac", "lossless (FLAC)"},
+	} {
+		cmd := exec.Command(node, "player/play.mjs", s.api+"/", "6", choice)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
-		require.NoError(t, err, "the browser did not play %q: %s", codec, stderr.String())
+		require.NoError(t, err, "the browser did not play %q: %s", choice, stderr.String())
 		var result struct {
 			Mode      string
 			AfterSeek float64
@@ -399,7 +412,7 @@ func TestPlayerPageInChromium(t *testing.T) {
 		assert.True(t, result.Ended, "played to the end")
 		assert.InDelta(t, 6, result.AfterSeek, 1.5, "the seek landed where asked")
 		assert.InDelta(t, 10, result.Duration, 0.5)
-		assert.Equal(t, codec, strings.ToLower(result.Codec), "the variant heard last")
-		assert.Contains(t, result.Shown, shown, "the page says what is playing")
+		assert.Equal(t, want.codec, strings.ToLower(result.Codec), "the variant heard last, choice %q", choice)
+		assert.Contains(t, result.Shown, want.shown, "the page says what is playing")
 	}
 }

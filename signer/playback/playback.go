@@ -224,7 +224,8 @@ func (s *Server) cors(ctx *fasthttp.RequestCtx) bool {
 }
 
 // splitPlaylistPath splits "/v1/tracks/{id}/hls/{playlist}", where the
-// playlist is "master.m3u8" or "{rendition}/index.m3u8".
+// playlist is a master (masterPlaylist, losslessPlaylist) or
+// "{rendition}/index.m3u8".
 func splitPlaylistPath(path []byte) (id, playlist []byte, ok bool) {
 	rest, ok := bytes.CutPrefix(path, []byte(tracksPrefix))
 	if !ok {
@@ -239,7 +240,7 @@ func splitPlaylistPath(path []byte) (id, playlist []byte, ok bool) {
 	if !ok {
 		return nil, nil, false
 	}
-	if string(playlist) == "master.m3u8" {
+	if isMaster(playlist) {
 		return id, playlist, true
 	}
 	r, file, ok := bytes.Cut(playlist, []byte("/"))
@@ -247,6 +248,43 @@ func splitPlaylistPath(path []byte) (id, playlist []byte, ok bool) {
 		return nil, nil, false
 	}
 	return id, playlist, true
+}
+
+// A package's master playlists (api/hls: MasterPlaylist and
+// LosslessPlaylist): its AAC variants, and, in a package with the
+// lossless tier, the same with FLAC first, for listeners who opt in.
+const (
+	masterPlaylist   = "master.m3u8"
+	losslessPlaylist = "lossless.m3u8"
+)
+
+func isMaster(playlist []byte) bool {
+	return string(playlist) == masterPlaylist || string(playlist) == losslessPlaylist
+}
+
+// masterOf names the master playlist a request asks for: the AAC one, or
+// with ?quality=lossless the one with the lossless tier. It answers the
+// request itself when it cannot be served.
+func masterOf(ctx *fasthttp.RequestCtx, t *trackcache.Track) (string, bool) {
+	switch string(ctx.QueryArgs().Peek("quality")) {
+	case "", "standard":
+		return masterPlaylist, true
+	case "lossless":
+		return losslessOf(ctx, t)
+	default:
+		problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidParameter, "quality must be standard or lossless")
+		return "", false
+	}
+}
+
+// losslessOf answers 404 for a track whose package has no lossless tier
+// (a lossy upload, or HLS_RENDITIONS without flac).
+func losslessOf(ctx *fasthttp.RequestCtx, t *trackcache.Track) (string, bool) {
+	if !t.HLSLossless {
+		problem.Write(ctx, fasthttp.StatusNotFound, problem.NotFound, "the track has no lossless tier")
+		return "", false
+	}
+	return losslessPlaylist, true
 }
 
 // trackIDOf is the id segment of either path shape.
@@ -423,10 +461,14 @@ func (s *Server) hls(ctx *fasthttp.RequestCtx) {
 	if !hasHLS(ctx, t, true) {
 		return
 	}
+	name, ok := masterOf(ctx, t)
+	if !ok {
+		return
+	}
 	if !s.cfg.Capabilities.PathTokens {
 		// Relative URIs in a playlist would lose a query-string token:
 		// the signer serves the playlists itself, every URI signed.
-		loc := "/v1/tracks/" + t.ID.String() + "/hls/master.m3u8"
+		loc := "/v1/tracks/" + t.ID.String() + "/hls/" + name
 		if share := ctx.QueryArgs().Peek("share"); len(share) > 0 {
 			loc += "?share=" + string(share) // resolve checked its syntax
 		}
@@ -439,7 +481,7 @@ func (s *Server) hls(ctx *fasthttp.RequestCtx) {
 	defer s.scratch.Put(sc)
 	p := t.AppendHLSDir(sc.path[:0])
 	dir := len(p)
-	master := sc.setPath(append(p, "master.m3u8"...))
+	master := sc.setPath(append(p, name...))
 	sc.req = token.Request{Path: master, TokenPath: master[:dir], PathForm: true}
 	// No fallback for HLS: a presigned URL opens one object, and a
 	// package is many.
@@ -458,8 +500,12 @@ func (s *Server) master(ctx *fasthttp.RequestCtx) {
 	if !hasHLS(ctx, t, s.playlists != nil) {
 		return
 	}
+	name, ok := masterOf(ctx, t)
+	if !ok {
+		return
+	}
 	dir := t.HLSDir()
-	m, err := s.loadMaster(t, dir)
+	m, err := s.loadMaster(t, dir, name)
 	if err != nil {
 		s.log.Error("cannot read master playlist", "track", t.ID, "err", err)
 		s.unavailable(ctx)
@@ -506,8 +552,13 @@ func (s *Server) hlsPlaylist(ctx *fasthttp.RequestCtx) {
 	expires := token.ExpiryBucket(now, s.cfg.TokenTTL, s.cfg.TokenBucket)
 	dir := t.HLSDir()
 	var body []byte
-	if string(playlist) == "master.m3u8" {
-		m, err := s.loadMaster(t, dir)
+	if isMaster(playlist) {
+		if string(playlist) == losslessPlaylist {
+			if _, ok := losslessOf(ctx, t); !ok {
+				return
+			}
+		}
+		m, err := s.loadMaster(t, dir, string(playlist))
 		if err != nil {
 			s.log.Error("cannot read master playlist", "track", t.ID, "err", err)
 			s.unavailable(ctx)
@@ -616,15 +667,16 @@ func (s *Server) loadMedia(t *trackcache.Track, dir, rendition string) (*m3u8.Me
 	return m, nil
 }
 
-// loadMaster reads and parses a package's master playlist once; dir is
-// t.HLSDir().
-func (s *Server) loadMaster(t *trackcache.Track, dir string) (*m3u8.Master, error) {
-	if m, ok := s.masters.Load(dir); ok {
+// loadMaster reads and parses one of a package's master playlists once;
+// dir is t.HLSDir().
+func (s *Server) loadMaster(t *trackcache.Track, dir, name string) (*m3u8.Master, error) {
+	key := strings.TrimPrefix(dir, "/") + name
+	if m, ok := s.masters.Load(key); ok {
 		return m.(*m3u8.Master), nil
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	b, err := s.playlists(c, t.Backend(), strings.TrimPrefix(dir, "/")+"master.m3u8")
+	b, err := s.playlists(c, t.Backend(), key)
 	if err != nil {
 		return nil, err
 	}
@@ -641,7 +693,7 @@ func (s *Server) loadMaster(t *trackcache.Track, dir string) (*m3u8.Master, erro
 		s.masters.Clear()
 		s.nMasters.Store(1)
 	}
-	s.masters.Store(dir, m)
+	s.masters.Store(key, m)
 	return m, nil
 }
 

@@ -419,6 +419,65 @@ func TestMasterPlaylist(t *testing.T) {
 	}
 }
 
+// The lossless tier is asked for (?quality=lossless), and only a package
+// that has it offers it: players pick variants by bandwidth, and the
+// standard master must not lead them to FLAC on every fast network.
+func TestLosslessTierIsOptIn(t *testing.T) {
+	h := newHarness(t, options{listen: true})
+	tr := h.track("alice", catalog.Public, 0, false)
+	prefix := "hls/" + tr.ID.String() + "/p1"
+	lossless := "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=900000,AVERAGE-BANDWIDTH=850000,CODECS=\"fLaC\"\nflac/index.m3u8\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=140000,AVERAGE-BANDWIDTH=130000,CODECS=\"mp4a.40.2\"\n128k/index.m3u8\n"
+	_, err := h.objects.Put(context.Background(), prefix+"/lossless.m3u8", strings.NewReader(lossless), "")
+	require.NoError(t, err)
+	pool, err := pgxpool.New(context.Background(), h.dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	setLossless := func(on bool) {
+		_, err := pool.Exec(context.Background(), `UPDATE tracks SET hls_status = 'ready', hls_prefix = $2, hls_lossless = $3
+			WHERE id = $1`, tr.ID, prefix, on)
+		require.NoError(t, err)
+	}
+	hls := "/v1/tracks/" + tr.ID.String() + "/hls"
+	setLossless(false)
+	var r response
+	require.Eventually(t, func() bool { r = h.get(hls, ""); return r.status == http.StatusFound },
+		time.Second, 10*time.Millisecond, "the ready package is seen within a second: %s", r.body)
+	h.assertSignedRedirect(r, "/"+prefix+"/master.m3u8")
+	h.assertSignedRedirect(h.get(hls+"?quality=standard", ""), "/"+prefix+"/master.m3u8")
+	r = h.get(hls+"/lossless.m3u8", "")
+	assert.Equal(t, http.StatusNotFound, r.status, "a package without the tier: the rewritten master")
+	assert.Equal(t, "not-found", r.problemType(t))
+	for _, path := range []string{hls, "/v1/tracks/" + tr.ID.String() + "/master.m3u8"} {
+		r = h.get(path+"?quality=lossless", "")
+		assert.Equal(t, http.StatusNotFound, r.status, "a package without the tier: %s", path)
+		assert.Equal(t, "not-found", r.problemType(t))
+		r = h.get(path+"?quality=hifi", "")
+		assert.Equal(t, http.StatusBadRequest, r.status, path)
+		assert.Equal(t, "invalid-parameter", r.problemType(t))
+	}
+
+	setLossless(true)
+	require.Eventually(t, func() bool { r = h.get(hls+"?quality=lossless", ""); return r.status == http.StatusFound },
+		time.Second, 10*time.Millisecond, "the lossless tier is seen within a second: %s", r.body)
+	loc := h.assertSignedRedirect(r, "/"+prefix+"/lossless.m3u8")
+	dir := loc[:strings.LastIndexByte(loc, '/')+1]
+	_, err = h.verify.Verify(strings.TrimPrefix(dir+"flac/index.m3u8", cdnBase), netip.Addr{}, time.Now())
+	assert.NoError(t, err, "the FLAC variant is under the token")
+	h.assertSignedRedirect(h.get(hls, ""), "/"+prefix+"/master.m3u8")
+
+	r = h.get("/v1/tracks/"+tr.ID.String()+"/master.m3u8?quality=lossless", "")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	m, err := m3u8.ParseMaster(r.body)
+	require.NoError(t, err)
+	require.Len(t, m.Variants, 2)
+	assert.Equal(t, "fLaC", m.Variants[0].Codecs)
+	p, err := h.verify.Verify(strings.TrimPrefix(m.Variants[0].URI, cdnBase), netip.Addr{}, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, "/"+prefix+"/flac/index.m3u8", p)
+}
+
 // A change through the catalogue reaches the signer's cache within a
 // second (LISTEN/NOTIFY).
 func TestNotifyEvictsWithinOneSecond(t *testing.T) {

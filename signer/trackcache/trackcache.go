@@ -68,6 +68,8 @@ type Track struct {
 	// backends) and their hashes; odd holds whatever did not fit.
 	hasAudio, hasHLS bool
 	ext, backend     uint8
+	// The package has the lossless tier (hls.LosslessPlaylist).
+	HLSLossless bool
 
 	epoch uint32 // the cache's epoch when loaded (InvalidateAll)
 
@@ -313,12 +315,13 @@ func (c *Cache) load(ctx context.Context, id uuid.UUID) (*Track, error) {
 		owner, visibility, title, hlsStatus string
 		objectKey, backend, hlsPrefix       *string
 		price                               int64
+		lossless                            bool
 		deleted                             *time.Time
 	)
 	err := c.read.QueryRow(ctx, `SELECT owner_id, visibility, price_cents, object_key, storage_backend,
-			hls_status, hls_prefix, title, deleted_at
+			hls_status, hls_prefix, hls_lossless, title, deleted_at
 		FROM tracks WHERE id = $1`, id).
-		Scan(&owner, &visibility, &price, &objectKey, &backend, &hlsStatus, &hlsPrefix, &title, &deleted)
+		Scan(&owner, &visibility, &price, &objectKey, &backend, &hlsStatus, &hlsPrefix, &lossless, &title, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return &Track{ID: id}, nil
 	}
@@ -342,6 +345,7 @@ func (c *Cache) load(ctx context.Context, id uuid.UUID) (*Track, error) {
 	}
 	if hlsStatus == "ready" && hlsPrefix != nil {
 		t.SetHLS(*hlsPrefix)
+		t.HLSLossless = lossless
 	}
 	return t, nil
 }

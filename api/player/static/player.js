@@ -7,7 +7,9 @@
   const audio = document.getElementById('audio');
   const now = document.getElementById('now');
   const list = document.getElementById('tracks');
+  const lossless = document.getElementById('lossless');
   let hls = null;
+  let current = null;
 
   function stop() {
     if (hls) { hls.destroy(); hls = null; }
@@ -28,22 +30,26 @@
     return 'AAC ' + Math.round((level.averageBitrate || level.bitrate) / 1000) + ' kbit/s';
   }
 
-  function play(track) {
+  // at: where to start, in seconds (a change of quality mid-track).
+  function play(track, at) {
+    current = track;
     const playing = 'Playing ' + track.title + ' by ' + track.artist;
     now.textContent = playing;
     delete audio.dataset.codec;
-    const hlsURL = config.signer + '/v1/tracks/' + track.id + '/hls';
+    // The lossless tier is opt-in: the signer's default master has none.
+    const query = lossless.checked && track.hls_lossless ? '?quality=lossless' : '';
+    const hlsURL = config.signer + '/v1/tracks/' + track.id + '/hls' + query;
     if (track.hls_status !== 'ready') {
       return playStream(track);
     }
     stop();
     audio.dataset.mode = 'hls';
     if (window.Hls && Hls.isSupported()) {
-      hls = new Hls();
+      hls = new Hls({ startPosition: at || -1 });
       hls.on(Hls.Events.ERROR, function (_, data) {
         if (data.fatal) { playStream(track); }
       });
-      // Fired when the fragments playing come from another variant.
+      // Fired when the variant playing changes, and for the first one.
       hls.on(Hls.Events.LEVEL_SWITCHED, function (_, data) {
         const level = hls.levels[data.level];
         now.textContent = playing + ' · ' + quality(level);
@@ -68,6 +74,14 @@
   if (!page.items.length) {
     list.innerHTML = '<li>No public tracks yet.</li>';
   }
+  if (page.items.some(function (t) { return t.hls_lossless; })) {
+    document.getElementById('lossless-choice').hidden = false;
+  }
+  lossless.addEventListener('change', function () {
+    if (current && current.hls_lossless && audio.dataset.mode === 'hls' && !audio.paused) {
+      play(current, audio.currentTime);
+    }
+  });
   for (const track of page.items) {
     const li = document.createElement('li');
     const button = document.createElement('button');
@@ -77,5 +91,5 @@
     li.appendChild(button);
     list.appendChild(li);
   }
-  window.playgate = { play: play, audio: audio, hls: function () { return hls; } };
+  window.playgate = { play: play, audio: audio };
 })();

@@ -1,15 +1,15 @@
 // Plays the first track of the player page in Debian's Chromium and
 // prints what happened as JSON: the mode (hls or stream), where a seek
-// landed, whether playback reached the end, and the codec of the variant
-// heard last. With a codec (e.g. flac), hls.js is switched to the
-// variant of that codec before the seek.
+// landed, whether playback reached the end, the codec of the variant
+// heard last and what the page said it played. With "lossless", the
+// page's lossless choice is ticked first; with "switch", once playing.
 //
-//	node play.mjs http://127.0.0.1:8080/ [seekTo] [codec]
+//	node play.mjs http://127.0.0.1:8080/ [seekTo] [lossless|switch]
 import { chromium } from 'playwright-core';
 
 const url = process.argv[2];
 const seekTo = Number(process.argv[3] || 6);
-const codec = (process.argv[4] || '').toLowerCase();
+const choice = process.argv[4] || '';
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
@@ -20,18 +20,17 @@ try {
   page.on('console', (m) => console.error('page:', m.text()));
   page.on('pageerror', (e) => console.error('page error:', e.message));
   await page.goto(url);
+  if (choice === 'lossless') {
+    await page.check('#lossless', { timeout: 15000 });
+  }
   await page.click('button[data-track]', { timeout: 15000 });
   const audio = () => window.playgate.audio;
   await page.waitForFunction(() => window.playgate && window.playgate.audio.currentTime > 0.5, null, { timeout: 30000 });
   const mode = await page.evaluate(() => window.playgate.audio.dataset.mode);
-  if (codec) {
-    await page.evaluate((c) => {
-      const hls = window.playgate.hls();
-      const i = hls.levels.findIndex((l) => (l.audioCodec || '').toLowerCase() === c);
-      if (i < 0) { throw new Error('no variant of codec ' + c); }
-      hls.currentLevel = i;
-    }, codec);
-    await page.waitForFunction((c) => (window.playgate.audio.dataset.codec || '').toLowerCase() === c, codec, { timeout: 15000 });
+  if (choice === 'switch') {
+    await page.check('#lossless');
+    await page.waitForFunction(() => /flac/i.test(window.playgate.audio.dataset.codec || '') &&
+      window.playgate.audio.currentTime > 0.5, null, { timeout: 15000 });
   }
   await page.evaluate((t) => { window.playgate.audio.currentTime = t; }, seekTo);
   await page.waitForFunction((t) => {
