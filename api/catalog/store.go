@@ -138,18 +138,43 @@ func (s *Store) list(ctx context.Context, filter string, cursor uuid.UUID, limit
 	return p, nil
 }
 
+// Purge queues a CDN purge of paths inside the transaction of the write
+// that makes them unreachable (SPEC §4.6): the write and its purge commit
+// together, so no crash between the two can lose the purge.
+type Purge func(ctx context.Context, tx pgx.Tx, paths []string) error
+
 // UpdateTrack applies patch. With ifVersion set, the update happens only
-// if the row is still at that version (ErrVersionMismatch otherwise).
-func (s *Store) UpdateTrack(ctx context.Context, id uuid.UUID, patch TrackPatch, ifVersion *int64) (Track, error) {
-	t, err := scanTrack(s.primary.QueryRow(ctx, `
-		UPDATE tracks SET
-			title = coalesce($2, title),
-			artist = coalesce($3, artist),
-			visibility = coalesce($4, visibility),
-			price_cents = coalesce($5, price_cents)
-		WHERE id = $1 AND deleted_at IS NULL AND ($6::bigint IS NULL OR version = $6)
-		RETURNING `+trackColumns,
-		id, patch.Title, patch.Artist, patch.Visibility, patch.PriceCents, ifVersion))
+// if the row is still at that version (ErrVersionMismatch otherwise). A
+// track it turns private is purged with purge (nil: none).
+func (s *Store) UpdateTrack(ctx context.Context, id uuid.UUID, patch TrackPatch, ifVersion *int64, purge Purge) (Track, error) {
+	var t Track
+	err := pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
+		var was Visibility
+		err := tx.QueryRow(ctx, `SELECT visibility FROM tracks WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, id).Scan(&was)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		t, err = scanTrack(tx.QueryRow(ctx, `
+			UPDATE tracks SET
+				title = coalesce($2, title),
+				artist = coalesce($3, artist),
+				visibility = coalesce($4, visibility),
+				price_cents = coalesce($5, price_cents)
+			WHERE id = $1 AND ($6::bigint IS NULL OR version = $6)
+			RETURNING `+trackColumns,
+			id, patch.Title, patch.Artist, patch.Visibility, patch.PriceCents, ifVersion))
+		if err != nil {
+			return err
+		}
+		if purge != nil && was != Private && t.Visibility == Private {
+			// Cached copies at the edge must not outlive the change.
+			return purge(ctx, tx, t.CDNPaths())
+		}
+		return nil
+	})
 	if errors.Is(err, ErrNotFound) {
 		return Track{}, s.whyNoRow(ctx, id)
 	}
@@ -173,18 +198,27 @@ func (s *Store) whyNoRow(ctx context.Context, id uuid.UUID) error {
 type Enqueue func(ctx context.Context, tx pgx.Tx, track uuid.UUID, sourceSHA256 string) error
 
 // SetAudio records a stored original on a track whose audio is still
-// prevSHA256 ("" for none), and queues HLS packaging with enqueue (nil:
-// no packaging). It returns ErrVersionMismatch if the audio changed since
-// the upload began; the caller then removes the object it stored. The same
-// bytes uploaded again keep the track's HLS state and package.
-func (s *Store) SetAudio(ctx context.Context, id uuid.UUID, prevSHA256 string, a Audio, enqueue Enqueue) (Track, error) {
+// prevSHA256 ("" for none), queues HLS packaging with enqueue (nil: no
+// packaging), and purges an original it replaces with purge (nil: none).
+// It returns ErrVersionMismatch if the audio changed since the upload
+// began; the caller then removes the object it stored. The same bytes
+// uploaded again keep the track's HLS state and package.
+func (s *Store) SetAudio(ctx context.Context, id uuid.UUID, prevSHA256 string, a Audio, enqueue Enqueue, purge Purge) (Track, error) {
 	var t Track
 	err := pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
 		status := HLSNone
 		if enqueue != nil {
 			status = HLSQueued
 		}
-		var err error
+		var oldKey, oldBackend *string
+		err := tx.QueryRow(ctx, `SELECT object_key, storage_backend FROM tracks WHERE id = $1 FOR UPDATE`, id).
+			Scan(&oldKey, &oldBackend)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
 		t, err = scanTrack(tx.QueryRow(ctx, `
 			UPDATE tracks SET storage_backend = $3, object_key = $4, content_type = $5, size_bytes = $6, sha256 = $7,
 				duration_ms = CASE WHEN sha256 IS NOT DISTINCT FROM $7 THEN duration_ms END,
@@ -198,7 +232,13 @@ func (s *Store) SetAudio(ctx context.Context, id uuid.UUID, prevSHA256 string, a
 			return err
 		}
 		if t.HLSStatus == HLSQueued && enqueue != nil {
-			return enqueue(ctx, tx, id, a.SHA256)
+			if err := enqueue(ctx, tx, id, a.SHA256); err != nil {
+				return err
+			}
+		}
+		if purge != nil && oldKey != nil && (*oldKey != a.Key || *oldBackend != a.Backend) {
+			// New audio replaces the old: the edge forgets it.
+			return purge(ctx, tx, []string{*oldKey})
 		}
 		return nil
 	})
@@ -304,9 +344,10 @@ func (s *Store) LiveObjects(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID
 	return out, nil
 }
 
-// DeleteTrack soft-deletes a track and revokes its share links, returning
-// the row as it was (the caller removes its objects).
-func (s *Store) DeleteTrack(ctx context.Context, id uuid.UUID) (Track, error) {
+// DeleteTrack soft-deletes a track, revokes its share links and purges
+// it with purge (nil: none), returning the row as it was (the caller
+// removes its objects).
+func (s *Store) DeleteTrack(ctx context.Context, id uuid.UUID, purge Purge) (Track, error) {
 	var t Track
 	err := pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
 		var err error
@@ -315,9 +356,14 @@ func (s *Store) DeleteTrack(ctx context.Context, id uuid.UUID) (Track, error) {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE share_links SET revoked_at = now()
-			WHERE track_id = $1 AND revoked_at IS NULL`, id)
-		return err
+		if _, err = tx.Exec(ctx, `UPDATE share_links SET revoked_at = now()
+			WHERE track_id = $1 AND revoked_at IS NULL`, id); err != nil {
+			return err
+		}
+		if purge != nil {
+			return purge(ctx, tx, t.CDNPaths())
+		}
+		return nil
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Track{}, fmt.Errorf("cannot delete track %s: %w", id, err)

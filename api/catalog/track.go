@@ -232,3 +232,13 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// CDNPaths are the object paths a CDN may hold for the track: its
+// original and, as a prefix, every package of it.
+func (t Track) CDNPaths() []string {
+	paths := []string{"hls/" + t.ID.String() + "/"}
+	if t.ObjectKey != nil {
+		paths = append([]string{*t.ObjectKey}, paths...)
+	}
+	return paths
+}

@@ -152,6 +152,13 @@ func (q *Queue) Insert(ctx context.Context, args river.JobArgs) error {
 	return err
 }
 
+// InsertTx queues a job of another package inside tx: it exists once tx
+// commits, and not if it does not.
+func (q *Queue) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs) error {
+	_, err := q.client.InsertTx(ctx, tx, args, nil)
+	return err
+}
+
 // PendingCollections returns the prefixes of replaced packages that are
 // waiting out their grace period: no track names them, and players may
 // still be on them.

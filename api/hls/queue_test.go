@@ -114,7 +114,7 @@ func (h *queueHarness) upload(track catalog.Track, data []byte, ext string) cata
 		prev = *track.SHA256
 	}
 	t, err := h.store.SetAudio(ctx, track.ID, prev, catalog.Audio{Backend: h.backend.Name(), Key: key,
-		ContentType: "audio/mpeg", Size: int64(len(data)), SHA256: hexSum}, h.queue.Enqueue)
+		ContentType: "audio/mpeg", Size: int64(len(data)), SHA256: hexSum}, h.queue.Enqueue, nil)
 	require.NoError(h.t, err)
 	assert.Equal(h.t, catalog.HLSQueued, t.HLSStatus)
 	return t
@@ -317,7 +317,7 @@ func TestRetriedFailuresShowTheLastError(t *testing.T) {
 	// worker has it.
 	sum := strings.Repeat("ab", 32)
 	_, err := h.store.SetAudio(ctx, tr.ID, "", catalog.Audio{Backend: "s3", Key: catalog.OriginalKey(tr.ID, sum, "mp3"),
-		ContentType: "audio/mpeg", Size: 1, SHA256: sum}, h.queue.Enqueue)
+		ContentType: "audio/mpeg", Size: 1, SHA256: sum}, h.queue.Enqueue, nil)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		tr, err = h.store.TrackForUpdate(ctx, tr.ID)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
@@ -638,4 +641,88 @@ func TestDatabaseDown(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return h.do("GET", "/v1/tracks/"+tr.ID.String(), "", nil).status == http.StatusOK
 	}, 15*time.Second, 100*time.Millisecond)
+}
+
+// txPurger is a transactional purger (purge.Jobs' shape) that records,
+// for each purge, the track's state as its transaction sees it and as
+// another connection does, and fails when told to.
+type txPurger struct {
+	recordingPurger
+	outside *pgxpool.Pool
+	fail    bool
+	seen    []string // "inside/outside" states, one per purge
+	track   uuid.UUID
+}
+
+func (p *txPurger) PurgeTx(ctx context.Context, tx pgx.Tx, paths []string) error {
+	state := func(q interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}) string {
+		var vis string
+		var deleted bool
+		var key *string
+		if err := q.QueryRow(ctx, `SELECT visibility, deleted_at IS NOT NULL, object_key FROM tracks WHERE id = $1`, p.track).
+			Scan(&vis, &deleted, &key); err != nil {
+			return err.Error()
+		}
+		k := ""
+		if key != nil {
+			k = path.Base(*key)
+		}
+		return fmt.Sprintf("%s,deleted=%t,%s", vis, deleted, k)
+	}
+	p.seen = append(p.seen, state(tx)+" / "+state(p.outside))
+	if p.fail {
+		return errors.New("the job queue refused the insert")
+	}
+	p.Purge(ctx, paths)
+	return nil
+}
+
+// With purges kept in PostgreSQL, each is queued in the transaction of
+// the write that causes it: it sees the write, which no one else sees
+// yet, and a purge that cannot be queued undoes the write.
+func TestPurgesCommitWithTheirWrite(t *testing.T) {
+	p := &txPurger{}
+	h := newHarness(t, harnessOptions{purger: p})
+	p.outside = h.primary
+	tr := h.createTrack("alice", "public", 0)
+	p.track = tr.ID
+	id := tr.ID.String()
+	require.Equal(t, http.StatusOK, h.upload("alice", id, audioFixture(t, "tone.mp3")).status)
+	first := path.Base(h.objectKeys()[0])
+	other := audioFixture(t, "other.mp3")
+	sum := sha256.Sum256(other)
+	second := hex.EncodeToString(sum[:]) + ".mp3"
+
+	for _, step := range []struct {
+		name   string
+		do     func() response
+		status int
+		seen   string // the track inside the write / outside it
+	}{
+		{"turned private", func() response {
+			return h.doJSON("PATCH", "/v1/tracks/"+id, "alice", map[string]any{"visibility": "private"})
+		}, http.StatusOK, "private,deleted=false," + first + " / public,deleted=false," + first},
+		{"new audio", func() response { return h.upload("alice", id, other) },
+			http.StatusOK, "private,deleted=false," + second + " / private,deleted=false," + first},
+		{"deleted", func() response { return h.do("DELETE", "/v1/tracks/"+id, "alice", nil) },
+			http.StatusNoContent, "private,deleted=true," + second + " / private,deleted=false," + second},
+	} {
+		before, keys := h.do("GET", "/v1/tracks/"+id, "alice", nil).body, h.objectKeys()
+		p.fail, p.seen = true, nil
+		r := step.do()
+		assert.GreaterOrEqual(t, r.status, 500, "%s: a purge that cannot be queued fails the write: %s", step.name, r.body)
+		assert.Len(t, p.seen, 1, step.name)
+		assert.JSONEq(t, string(before), string(h.do("GET", "/v1/tracks/"+id, "alice", nil).body), "%s: undone", step.name)
+		assert.Equal(t, keys, h.objectKeys(), "%s: the objects are as they were", step.name)
+
+		p.fail, p.seen = false, nil
+		r = step.do()
+		require.Equal(t, step.status, r.status, "%s: %s", step.name, r.body)
+		assert.Equal(t, []string{step.seen}, p.seen, step.name)
+	}
+	assert.Equal(t, []string{"tracks/" + id + "/" + first, "hls/" + id + "/", "tracks/" + id + "/" + first,
+		"tracks/" + id + "/" + second, "hls/" + id + "/"}, p.Paths(),
+		"the private track's original and packages, its replaced original, then the deleted track's")
 }

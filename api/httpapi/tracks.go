@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/valyala/fasthttp"
 
 	"github.com/playgate/playgate/api/auth"
 	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/api/purge"
 	"github.com/playgate/playgate/internal/problem"
 	"github.com/playgate/playgate/origin/storage"
 )
@@ -157,19 +159,16 @@ func (s *Server) patchTrack(c context.Context, ctx *fasthttp.RequestCtx) {
 	if !decodeValid(ctx, &patch) {
 		return
 	}
-	before, ok := s.ownedTrack(c, ctx, caller, id)
-	if !ok {
+	if _, ok := s.ownedTrack(c, ctx, caller, id); !ok {
 		return
 	}
-	t, err := s.store.UpdateTrack(c, id, patch, ifVersion)
+	queuePurge, committed := s.purges(c)
+	t, err := s.store.UpdateTrack(c, id, patch, ifVersion, queuePurge)
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	if before.Visibility != catalog.Private && t.Visibility == catalog.Private {
-		// Cached copies at the edge must not outlive the change.
-		s.purger.Purge(c, trackPaths(before))
-	}
+	committed()
 	writeTrack(ctx, fasthttp.StatusOK, t)
 }
 
@@ -202,7 +201,8 @@ func (s *Server) deleteTrack(c context.Context, ctx *fasthttp.RequestCtx) {
 	if _, ok := s.ownedTrack(c, ctx, caller, id); !ok {
 		return
 	}
-	t, err := s.store.DeleteTrack(c, id)
+	queuePurge, committed := s.purges(c)
+	t, err := s.store.DeleteTrack(c, id, queuePurge)
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -210,17 +210,28 @@ func (s *Server) deleteTrack(c context.Context, ctx *fasthttp.RequestCtx) {
 	// The row is gone for every reader now (the signers were notified in
 	// the same transaction); the bytes follow.
 	s.deleteObjects(c, t)
-	s.purger.Purge(c, trackPaths(t))
+	committed()
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
-// trackPaths are the object paths a CDN may hold for a track.
-func trackPaths(t catalog.Track) []string {
-	paths := []string{"hls/" + t.ID.String() + "/"}
-	if t.ObjectKey != nil {
-		paths = append([]string{*t.ObjectKey}, paths...)
+// purges is how a write purges the CDN of what it makes unreachable: the
+// catalog.Purge to run in its transaction, and what to call once it has
+// committed. A purger that keeps its jobs in PostgreSQL inserts them in
+// the write's own transaction, so that no crash between the commit and
+// the insert loses one; any other is handed the paths after the commit.
+func (s *Server) purges(c context.Context) (catalog.Purge, func()) {
+	if tx, ok := s.purger.(purge.TxPurger); ok {
+		return tx.PurgeTx, func() {}
 	}
-	return paths
+	var paths []string
+	return func(_ context.Context, _ pgx.Tx, p []string) error {
+			paths = append(paths, p...)
+			return nil
+		}, func() {
+			if len(paths) > 0 {
+				s.purger.Purge(c, paths)
+			}
+		}
 }
 
 // deleteObjects removes a deleted track's original and HLS packages.

@@ -146,6 +146,7 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 	defer cancelCommit()
 	var updated catalog.Track
 	var storeErr error
+	queuePurge, purged := s.purges(commit)
 	lockErr := s.store.WithAudioLock(commit, id, func(locked *catalog.Store) error {
 		if err := s.write.Rename(commit, tmpKey, audio.Key); err != nil {
 			s.removeObject(commit, s.write, tmpKey, id)
@@ -157,7 +158,7 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 		if t.SHA256 != nil {
 			prev = *t.SHA256
 		}
-		updated, storeErr = locked.SetAudio(commit, id, prev, audio, s.enqueue)
+		updated, storeErr = locked.SetAudio(commit, id, prev, audio, s.enqueue, queuePurge)
 		if storeErr != nil {
 			// Remove the new object unless a row points at it (the same
 			// bytes committed by this track before or by a concurrent
@@ -191,12 +192,13 @@ func (s *Server) putAudio(c context.Context, ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if t.ObjectKey != nil && (*t.ObjectKey != audio.Key || *t.StorageBackend != audio.Backend) {
-		// New audio replaces the old: its bytes go, and the edge forgets them.
+		// New audio replaces the old: its bytes go (the edge forgets
+		// them: SetAudio purged them).
 		if old, ok := s.backends[*t.StorageBackend]; ok {
 			s.removeObject(commit, old, *t.ObjectKey, id)
 		}
-		s.purger.Purge(commit, []string{*t.ObjectKey})
 	}
+	purged()
 	writeTrack(ctx, fasthttp.StatusOK, updated)
 }
 

@@ -48,7 +48,7 @@ func TestFind(t *testing.T) {
 	}
 	withAudio := func(id uuid.UUID, sum string) string {
 		key := put(catalog.OriginalKey(id, sum, "mp3"), week)
-		_, err := store.SetAudio(ctx, id, "", catalog.Audio{Backend: "local", Key: key, ContentType: "audio/mpeg", Size: 1, SHA256: sum}, nil)
+		_, err := store.SetAudio(ctx, id, "", catalog.Audio{Backend: "local", Key: key, ContentType: "audio/mpeg", Size: 1, SHA256: sum}, nil, nil)
 		require.NoError(t, err)
 		return key
 	}
@@ -73,7 +73,7 @@ func TestFind(t *testing.T) {
 	// A deleted track's objects.
 	deleted := track("Deleted")
 	orphans = append(orphans, withAudio(deleted, strings.Repeat("d0", 32)))
-	_, err = store.DeleteTrack(ctx, deleted)
+	_, err = store.DeleteTrack(ctx, deleted, nil)
 	require.NoError(t, err)
 
 	// Too young to judge, and not in playgate's layout.

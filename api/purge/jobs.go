@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 )
 
@@ -33,31 +34,44 @@ func (Args) InsertOpts() river.InsertOpts {
 // hours: through a provider's outage, not only a blip.
 const jobAttempts = 16
 
-// Insert puts a job in the job queue (hls.Queue.Insert).
-type Insert func(ctx context.Context, args river.JobArgs) error
+// Inserter puts jobs in the job queue, alone or inside a transaction
+// (hls.Queue).
+type Inserter interface {
+	Insert(ctx context.Context, args river.JobArgs) error
+	InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs) error
+}
 
 // Jobs is the Purger that runs purges as jobs in PostgreSQL: a purge
 // survives the api's restart and a provider's outage, and none is dropped
 // because many are pending. The workers that run them (Worker) are the
 // packaging workers' (api worker, or WORKER_CONCURRENCY in api serve).
 type Jobs struct {
-	insert  Insert
+	queue   Inserter
 	log     *slog.Logger
 	dropped *metrics.Counter
 }
 
-// NewJobs builds the Purger that inserts jobs with insert.
-func NewJobs(insert Insert, provider string, log *slog.Logger, set *metrics.Set) *Jobs {
-	return &Jobs{insert: insert, log: log, dropped: outcomeCounter(set, provider, "dropped")}
+// NewJobs builds the Purger that inserts jobs in queue.
+func NewJobs(queue Inserter, provider string, log *slog.Logger, set *metrics.Set) *Jobs {
+	return &Jobs{queue: queue, log: log, dropped: outcomeCounter(set, provider, "dropped")}
 }
 
 // Purge implements Purger: one insert, which a failing database drops
 // (counted and logged).
 func (j *Jobs) Purge(ctx context.Context, paths []string) {
-	if err := j.insert(ctx, Args{Paths: paths}); err != nil {
+	if err := j.queue.Insert(ctx, Args{Paths: paths}); err != nil {
 		j.dropped.Inc()
 		j.log.Error("cdn purge dropped: cannot queue it", "paths", paths, "err", err)
 	}
+}
+
+// PurgeTx implements TxPurger: the job is inserted in tx, and a failing
+// insert fails the write with it.
+func (j *Jobs) PurgeTx(ctx context.Context, tx pgx.Tx, paths []string) error {
+	if err := j.queue.InsertTx(ctx, tx, Args{Paths: paths}); err != nil {
+		return fmt.Errorf("purge: cannot queue a purge of %v: %w", paths, err)
+	}
+	return nil
 }
 
 // WorkerConfig tunes a Worker.

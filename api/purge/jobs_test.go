@@ -54,11 +54,26 @@ func newPool(t *testing.T) *pgxpool.Pool {
 	return pool
 }
 
-func insertWith(c *river.Client[pgx.Tx]) Insert {
-	return func(ctx context.Context, args river.JobArgs) error {
-		_, err := c.Insert(ctx, args, nil)
-		return err
-	}
+// clientQueue is an Inserter on a river client, as hls.Queue is.
+type clientQueue struct{ c *river.Client[pgx.Tx] }
+
+func (q clientQueue) Insert(ctx context.Context, args river.JobArgs) error {
+	_, err := q.c.Insert(ctx, args, nil)
+	return err
+}
+
+func (q clientQueue) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs) error {
+	_, err := q.c.InsertTx(ctx, tx, args, nil)
+	return err
+}
+
+// refusingQueue is a database that takes no insert.
+type refusingQueue struct{}
+
+func (refusingQueue) Insert(context.Context, river.JobArgs) error { return context.DeadlineExceeded }
+
+func (refusingQueue) InsertTx(context.Context, pgx.Tx, river.JobArgs) error {
+	return context.DeadlineExceeded
 }
 
 // A purge asked for while no worker runs (the api restarting, or the
@@ -68,7 +83,7 @@ func TestJobsSurviveUntilAWorkerRuns(t *testing.T) {
 	srv, reqs := fakeAPI(t)
 	set := metrics.NewSet()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	jobs := NewJobs(insertWith(riverClient(t, pool, nil)), "bunny", log, set)
+	jobs := NewJobs(clientQueue{riverClient(t, pool, nil)}, "bunny", log, set)
 	jobs.Purge(context.Background(), paths)
 	assert.Empty(t, reqs(), "nothing runs purges yet")
 
@@ -101,7 +116,7 @@ func TestJobRetries(t *testing.T) {
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			w := NewWorker(WorkerConfig{Backoff: 10 * time.Millisecond}, "bunny", &Bunny{API: srv.URL, ZoneURL: "https://z.b-cdn.net", Key: "k"}, log, set)
 			client := riverClient(t, pool, w)
-			NewJobs(insertWith(client), "bunny", log, set).Purge(context.Background(), paths[:1])
+			NewJobs(clientQueue{client}, "bunny", log, set).Purge(context.Background(), paths[:1])
 			require.Eventually(t, func() bool { return counter(set, "purged")+counter(set, "failed") == 1 },
 				30*time.Second, 20*time.Millisecond)
 			assert.Equal(t, c.purged, counter(set, "purged"))
@@ -115,10 +130,44 @@ func TestJobRetries(t *testing.T) {
 // A database that refuses the insert drops the purge, counted.
 func TestJobsCountWhatTheyDrop(t *testing.T) {
 	set := metrics.NewSet()
-	jobs := NewJobs(func(context.Context, river.JobArgs) error { return context.DeadlineExceeded }, "bunny",
-		slog.New(slog.NewTextHandler(io.Discard, nil)), set)
+	jobs := NewJobs(refusingQueue{}, "bunny", slog.New(slog.NewTextHandler(io.Discard, nil)), set)
 	jobs.Purge(context.Background(), paths)
 	assert.EqualValues(t, 1, counter(set, "dropped"))
+	// In a write's transaction, the refusal fails the write instead.
+	assert.ErrorIs(t, jobs.PurgeTx(context.Background(), nil, paths), context.DeadlineExceeded)
+	assert.EqualValues(t, 1, counter(set, "dropped"))
+}
+
+// A purge queued in a transaction exists when it commits, and not when
+// it rolls back: it goes with the write that caused it.
+func TestPurgeTxGoesWithItsTransaction(t *testing.T) {
+	pool := newPool(t)
+	srv, reqs := fakeAPI(t)
+	set := metrics.NewSet()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	jobs := NewJobs(clientQueue{riverClient(t, pool, nil)}, "bunny", log, set)
+	ctx := context.Background()
+	for _, commit := range []bool{false, true} {
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		p := "tracks/t1/rolled-back.mp3"
+		if commit {
+			p = "tracks/t1/committed.mp3"
+		}
+		require.NoError(t, jobs.PurgeTx(ctx, tx, []string{p}))
+		if commit {
+			require.NoError(t, tx.Commit(ctx))
+		} else {
+			require.NoError(t, tx.Rollback(ctx))
+		}
+	}
+	riverClient(t, pool, NewWorker(WorkerConfig{}, "bunny", &Bunny{API: srv.URL, ZoneURL: "https://z.b-cdn.net", Key: "k"}, log, set))
+	require.Eventually(t, func() bool { return counter(set, "purged") == 1 }, 30*time.Second, 20*time.Millisecond)
+	got := reqs()
+	require.Len(t, got, 1)
+	assert.Contains(t, got[0].query, "committed.mp3")
+	time.Sleep(200 * time.Millisecond)
+	assert.Len(t, reqs(), 1, "the rolled-back purge never runs")
 }
 
 func TestNextRetryBacksOff(t *testing.T) {

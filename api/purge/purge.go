@@ -1,6 +1,7 @@
 // Package purge removes objects from CDN caches when the catalogue makes
 // them unreachable: a track turned private, deleted, or given new audio
-// (SPEC §4.6). A purge never blocks the write that caused it.
+// (SPEC §4.6). A write never waits on a CDN: with the job queue, its
+// purge is a job inserted in the write's own transaction (TxPurger).
 package purge
 
 import (
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
 )
 
 // Purger asks a CDN to forget object paths. A path ending in "/" stands
@@ -15,6 +17,14 @@ import (
 // calls happen in the background.
 type Purger interface {
 	Purge(ctx context.Context, paths []string)
+}
+
+// TxPurger is a Purger that can also queue a purge inside the
+// transaction of the write that causes it (catalog.Purge), so that the
+// two commit together.
+type TxPurger interface {
+	Purger
+	PurgeTx(ctx context.Context, tx pgx.Tx, paths []string) error
 }
 
 // Skip is the purger for providers without a purge API (and for installs

@@ -142,7 +142,7 @@ func seed(ctx context.Context, url string, n int) ([]string, error) {
 		}
 		sum := fmt.Sprintf("%064x", i+1)
 		if _, err := store.SetAudio(ctx, t.ID, "", catalog.Audio{Backend: "local",
-			Key: catalog.OriginalKey(t.ID, sum, "mp3"), ContentType: "audio/mpeg", Size: 1 << 20, SHA256: sum}, nil); err != nil {
+			Key: catalog.OriginalKey(t.ID, sum, "mp3"), ContentType: "audio/mpeg", Size: 1 << 20, SHA256: sum}, nil, nil); err != nil {
 			return nil, err
 		}
 		ids = append(ids, t.ID.String())

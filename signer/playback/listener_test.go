@@ -70,7 +70,7 @@ func TestListenerNoticesASilentConnection(t *testing.T) {
 	// The session goes quiet, then the track changes: its NOTIFY is lost.
 	proxy.Silence()
 	title := "After"
-	_, err = store.UpdateTrack(ctx, tr.ID, catalog.TrackPatch{Title: &title}, nil)
+	_, err = store.UpdateTrack(ctx, tr.ID, catalog.TrackPatch{Title: &title}, nil, nil)
 	require.NoError(t, err)
 
 	require.Eventually(t, func() bool {

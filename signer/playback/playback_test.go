@@ -231,7 +231,7 @@ func (h *harness) track(owner string, vis catalog.Visibility, price int64, noAud
 	sum := strings.Repeat("ab", 32)
 	tr, err = h.store.SetAudio(ctx, tr.ID, "", catalog.Audio{
 		Backend: "local", Key: catalog.OriginalKey(tr.ID, sum, "mp3"), ContentType: "audio/mpeg", Size: 1000, SHA256: sum,
-	}, nil)
+	}, nil, nil)
 	require.NoError(h.t, err)
 	return tr
 }
@@ -298,7 +298,7 @@ func TestAccessRules(t *testing.T) {
 	paid := h.track("alice", catalog.Public, 199, false)
 	silent := h.track("alice", catalog.Public, 0, true)
 	deleted := h.track("alice", catalog.Public, 0, false)
-	_, err := h.store.DeleteTrack(ctx, deleted.ID)
+	_, err := h.store.DeleteTrack(ctx, deleted.ID, nil)
 	require.NoError(t, err)
 	shareOK := h.share(private, time.Now().Add(time.Hour))
 	shareExpired := h.share(private, time.Now().Add(-time.Minute))
@@ -498,7 +498,7 @@ func TestNotifyEvictsWithinOneSecond(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond, "plays become cache hits")
 
 	private := catalog.Private
-	_, err := h.store.UpdateTrack(context.Background(), tr.ID, catalog.TrackPatch{Visibility: &private}, nil)
+	_, err := h.store.UpdateTrack(context.Background(), tr.ID, catalog.TrackPatch{Visibility: &private}, nil, nil)
 	require.NoError(t, err)
 	changed := time.Now()
 	require.Eventually(t, func() bool { return h.get(path, "").status == http.StatusNotFound },
@@ -628,7 +628,7 @@ func TestSignFailureFallsBackToS3Presign(t *testing.T) {
 	key := catalog.OriginalKey(tr.ID, sum, "mp3")
 	_, err = bucket.Put(ctx, key, bytes.NewReader(data), "audio/mpeg")
 	require.NoError(t, err)
-	_, err = h.store.SetAudio(ctx, tr.ID, "", catalog.Audio{Backend: "s3", Key: key, ContentType: "audio/mpeg", Size: int64(len(data)), SHA256: sum}, nil)
+	_, err = h.store.SetAudio(ctx, tr.ID, "", catalog.Audio{Backend: "s3", Key: key, ContentType: "audio/mpeg", Size: int64(len(data)), SHA256: sum}, nil, nil)
 	require.NoError(t, err)
 
 	r := h.get("/v1/tracks/"+tr.ID.String()+"/stream", "")
