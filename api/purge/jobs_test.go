@@ -79,20 +79,41 @@ func (refusingQueue) InsertTx(context.Context, pgx.Tx, river.JobArgs) error {
 // A purge asked for while no worker runs (the api restarting, or the
 // workers) is done once one does: it waits in PostgreSQL, not in memory.
 func TestJobsSurviveUntilAWorkerRuns(t *testing.T) {
-	pool := newPool(t)
-	srv, reqs := fakeAPI(t)
-	set := metrics.NewSet()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	jobs := NewJobs(clientQueue{riverClient(t, pool, nil)}, "bunny", log, set)
-	jobs.Purge(context.Background(), paths)
-	assert.Empty(t, reqs(), "nothing runs purges yet")
+	q := newQueuedPurges(t)
+	q.jobs.Purge(context.Background(), paths)
+	assert.Empty(t, q.reqs(), "nothing runs purges yet")
 
-	riverClient(t, pool, NewWorker(WorkerConfig{}, "bunny", &Bunny{API: srv.URL, ZoneURL: "https://z.b-cdn.net", Key: "k"}, log, set))
-	require.Eventually(t, func() bool { return counter(set, "purged") == 1 }, 30*time.Second, 20*time.Millisecond)
-	got := reqs()
+	q.startWorker(t)
+	require.Eventually(t, func() bool { return counter(q.set, "purged") == 1 }, 30*time.Second, 20*time.Millisecond)
+	got := q.reqs()
 	require.Len(t, got, 2, "one request per path")
 	assert.Contains(t, got[0].query, "url=https%3A%2F%2Fz.b-cdn.net%2Ftracks%2Ft1%2Fabc.mp3")
-	assert.Zero(t, counter(set, "dropped"))
+	assert.Zero(t, counter(q.set, "dropped"))
+}
+
+// queuedPurges is Jobs on a job queue in a database of its own, with no
+// worker yet, and the fake Bunny API a worker would call.
+type queuedPurges struct {
+	pool *pgxpool.Pool
+	api  string
+	reqs func() []recorded
+	set  *metrics.Set
+	jobs *Jobs
+}
+
+func newQueuedPurges(t *testing.T) *queuedPurges {
+	t.Helper()
+	q := &queuedPurges{pool: newPool(t), set: metrics.NewSet()}
+	srv, reqs := fakeAPI(t)
+	q.api, q.reqs = srv.URL, reqs
+	q.jobs = NewJobs(clientQueue{riverClient(t, q.pool, nil)}, "bunny", slog.New(slog.NewTextHandler(io.Discard, nil)), q.set)
+	return q
+}
+
+// startWorker runs the purge jobs.
+func (q *queuedPurges) startWorker(t *testing.T) {
+	riverClient(t, q.pool, NewWorker(WorkerConfig{}, "bunny", &Bunny{API: q.api, ZoneURL: "https://z.b-cdn.net", Key: "k"},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), q.set))
 }
 
 // 429 and 5xx are retried with the worker's backoff; other answers end
@@ -141,33 +162,29 @@ func TestJobsCountWhatTheyDrop(t *testing.T) {
 // A purge queued in a transaction exists when it commits, and not when
 // it rolls back: it goes with the write that caused it.
 func TestPurgeTxGoesWithItsTransaction(t *testing.T) {
-	pool := newPool(t)
-	srv, reqs := fakeAPI(t)
-	set := metrics.NewSet()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	jobs := NewJobs(clientQueue{riverClient(t, pool, nil)}, "bunny", log, set)
+	q := newQueuedPurges(t)
 	ctx := context.Background()
 	for _, commit := range []bool{false, true} {
-		tx, err := pool.Begin(ctx)
+		tx, err := q.pool.Begin(ctx)
 		require.NoError(t, err)
 		p := "tracks/t1/rolled-back.mp3"
 		if commit {
 			p = "tracks/t1/committed.mp3"
 		}
-		require.NoError(t, jobs.PurgeTx(ctx, tx, []string{p}))
+		require.NoError(t, q.jobs.PurgeTx(ctx, tx, []string{p}))
 		if commit {
 			require.NoError(t, tx.Commit(ctx))
 		} else {
 			require.NoError(t, tx.Rollback(ctx))
 		}
 	}
-	riverClient(t, pool, NewWorker(WorkerConfig{}, "bunny", &Bunny{API: srv.URL, ZoneURL: "https://z.b-cdn.net", Key: "k"}, log, set))
-	require.Eventually(t, func() bool { return counter(set, "purged") == 1 }, 30*time.Second, 20*time.Millisecond)
-	got := reqs()
+	q.startWorker(t)
+	require.Eventually(t, func() bool { return counter(q.set, "purged") == 1 }, 30*time.Second, 20*time.Millisecond)
+	got := q.reqs()
 	require.Len(t, got, 1)
 	assert.Contains(t, got[0].query, "committed.mp3")
 	time.Sleep(200 * time.Millisecond)
-	assert.Len(t, reqs(), 1, "the rolled-back purge never runs")
+	assert.Len(t, q.reqs(), 1, "the rolled-back purge never runs")
 }
 
 func TestNextRetryBacksOff(t *testing.T) {

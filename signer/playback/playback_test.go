@@ -266,6 +266,29 @@ func (h *harness) assertSignedRedirect(r response, wantPath string) string {
 	return loc
 }
 
+// putMaster stores a master playlist of the given STREAM-INF attributes
+// and URIs, in pairs.
+func (h *harness) putMaster(key string, variants ...string) {
+	h.t.Helper()
+	b := "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+	for i := 0; i+1 < len(variants); i += 2 {
+		b += "#EXT-X-STREAM-INF:" + variants[i] + "\n" + variants[i+1] + "\n"
+	}
+	_, err := h.objects.Put(context.Background(), key, strings.NewReader(b), "")
+	require.NoError(h.t, err)
+}
+
+// exec changes the database behind the catalogue's back, as another
+// writer would (the signer hears of it through NOTIFY).
+func (h *harness) exec(sql string, args ...any) {
+	h.t.Helper()
+	pool, err := pgxpool.New(context.Background(), h.dbURL)
+	require.NoError(h.t, err)
+	defer pool.Close()
+	_, err = pool.Exec(context.Background(), sql, args...)
+	require.NoError(h.t, err)
+}
+
 func expiresOf(t testing.TB, loc string) int64 {
 	t.Helper()
 	i := strings.Index(loc, "expires=")
@@ -391,16 +414,10 @@ func TestMasterPlaylist(t *testing.T) {
 	assert.Equal(t, "not-ready", r.problemType(t))
 
 	prefix := "hls/" + tr.ID.String() + "/p1"
-	master := "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n" +
-		"#EXT-X-STREAM-INF:BANDWIDTH=140000,AVERAGE-BANDWIDTH=130000,CODECS=\"mp4a.40.2\"\n128k/index.m3u8\n" +
-		"#EXT-X-STREAM-INF:BANDWIDTH=70000,AVERAGE-BANDWIDTH=65000,CODECS=\"mp4a.40.2\"\n64k/index.m3u8\n"
-	_, err := h.objects.Put(context.Background(), prefix+"/master.m3u8", strings.NewReader(master), "")
-	require.NoError(t, err)
-	pool, err := pgxpool.New(context.Background(), h.dbURL)
-	require.NoError(t, err)
-	defer pool.Close()
-	_, err = pool.Exec(context.Background(), `UPDATE tracks SET hls_status = 'ready', hls_prefix = $2 WHERE id = $1`, tr.ID, prefix)
-	require.NoError(t, err)
+	h.putMaster(prefix+"/master.m3u8",
+		`BANDWIDTH=140000,AVERAGE-BANDWIDTH=130000,CODECS="mp4a.40.2"`, "128k/index.m3u8",
+		`BANDWIDTH=70000,AVERAGE-BANDWIDTH=65000,CODECS="mp4a.40.2"`, "64k/index.m3u8")
+	h.exec(`UPDATE tracks SET hls_status = 'ready', hls_prefix = $2 WHERE id = $1`, tr.ID, prefix)
 
 	require.Eventually(t, func() bool { r = h.get(path, ""); return r.status == http.StatusOK },
 		time.Second, 10*time.Millisecond, "the ready package is seen within a second: %s", r.body)
@@ -430,18 +447,11 @@ func TestLosslessTierIsOptIn(t *testing.T) {
 	h := newHarness(t, options{listen: true})
 	tr := h.track("alice", catalog.Public, 0, false)
 	prefix := "hls/" + tr.ID.String() + "/p1"
-	lossless := "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n" +
-		"#EXT-X-STREAM-INF:BANDWIDTH=900000,AVERAGE-BANDWIDTH=850000,CODECS=\"fLaC\"\nflac/index.m3u8\n" +
-		"#EXT-X-STREAM-INF:BANDWIDTH=140000,AVERAGE-BANDWIDTH=130000,CODECS=\"mp4a.40.2\"\n128k/index.m3u8\n"
-	_, err := h.objects.Put(context.Background(), prefix+"/lossless.m3u8", strings.NewReader(lossless), "")
-	require.NoError(t, err)
-	pool, err := pgxpool.New(context.Background(), h.dbURL)
-	require.NoError(t, err)
-	defer pool.Close()
+	h.putMaster(prefix+"/lossless.m3u8",
+		`BANDWIDTH=900000,AVERAGE-BANDWIDTH=850000,CODECS="fLaC"`, "flac/index.m3u8",
+		`BANDWIDTH=140000,AVERAGE-BANDWIDTH=130000,CODECS="mp4a.40.2"`, "128k/index.m3u8")
 	setLossless := func(on bool) {
-		_, err := pool.Exec(context.Background(), `UPDATE tracks SET hls_status = 'ready', hls_prefix = $2, hls_lossless = $3
-			WHERE id = $1`, tr.ID, prefix, on)
-		require.NoError(t, err)
+		h.exec(`UPDATE tracks SET hls_status = 'ready', hls_prefix = $2, hls_lossless = $3 WHERE id = $1`, tr.ID, prefix, on)
 	}
 	hls := "/v1/tracks/" + tr.ID.String() + "/hls"
 	setLossless(false)
@@ -467,7 +477,7 @@ func TestLosslessTierIsOptIn(t *testing.T) {
 		time.Second, 10*time.Millisecond, "the lossless tier is seen within a second: %s", r.body)
 	loc := h.assertSignedRedirect(r, "/"+prefix+"/lossless.m3u8")
 	dir := loc[:strings.LastIndexByte(loc, '/')+1]
-	_, err = h.verify.Verify(strings.TrimPrefix(dir+"flac/index.m3u8", cdnBase), netip.Addr{}, time.Now())
+	_, err := h.verify.Verify(strings.TrimPrefix(dir+"flac/index.m3u8", cdnBase), netip.Addr{}, time.Now())
 	assert.NoError(t, err, "the FLAC variant is under the token")
 	h.assertSignedRedirect(h.get(hls, ""), "/"+prefix+"/master.m3u8")
 
