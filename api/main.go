@@ -8,6 +8,8 @@
 //	                            print a development JWT (HS256, AUTH_JWT_SECRET)
 //	api orphans [--delete] [--min-age D]
 //	                            list (and remove) objects no track names
+//	api repackage [--dry-run]   re-package ready tracks made with other
+//	                            HLS settings (after HLS_RENDITIONS changed)
 package main
 
 import (
@@ -28,6 +30,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
@@ -70,8 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return token(args, stdout)
 	case "orphans":
 		return listOrphans(ctx, args, stdout, stderr)
+	case "repackage":
+		return repackage(ctx, args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q: use serve, worker, migrate, token or orphans", cmd)
+		return fmt.Errorf("unknown command %q: use serve, worker, migrate, token, orphans or repackage", cmd)
 	}
 }
 
@@ -239,6 +244,98 @@ func migrate(ctx context.Context, stdout io.Writer) error {
 	return nil
 }
 
+// commandFlags is a subcommand's flag set, with its usage lines printed
+// before the flags.
+func commandFlags(stderr io.Writer, name string, usage ...string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		for _, line := range usage {
+			fmt.Fprintln(stderr, line)
+		}
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// openCatalog opens what an operator's command needs of the catalogue:
+// the primary's pool (the caller closes it), the store on it, and the job
+// queue, insert-only.
+func openCatalog(ctx context.Context, cfg *Config, backends map[string]storage.Backend, log *slog.Logger) (*pgxpool.Pool, *catalog.Store, *hls.Queue, error) {
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	store := catalog.NewStore(pool, nil)
+	queue, err := hls.NewQueue(hls.QueueConfig{}, pool, store, backends, nil, log, metrics.NewSet())
+	if err != nil {
+		pool.Close()
+		return nil, nil, nil, err
+	}
+	return pool, store, queue, nil
+}
+
+// repackage queues the re-packaging of every ready track whose package
+// was made with other settings than this configuration's (HLS_RENDITIONS,
+// a new format version), one track id and its current package per line.
+// The packaging workers make the new packages with their own settings,
+// so they must run the new configuration first. Each track keeps its
+// package until the new one replaces it; the old one is collected after
+// HLS_COLLECT_AFTER. Running it again queues nothing new.
+func repackage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := commandFlags(stderr, "repackage", "usage: api repackage [--dry-run]",
+		"Re-packages ready tracks made with other HLS settings than these (after HLS_RENDITIONS",
+		"changed). Run it once the packaging workers run the new settings.")
+	dryRun := fs.Bool("dry-run", false, "list the tracks, and queue nothing")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, log, err := loadConfig(stderr)
+	if err != nil {
+		return err
+	}
+	packager, err := cfg.packager()
+	if err != nil {
+		return err
+	}
+	pool, store, queue, err := openCatalog(ctx, cfg, nil, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	queued := 0
+	for after := uuid.Nil; ; {
+		page, err := store.ReadyPackages(ctx, after, 500)
+		if err != nil {
+			return err
+		}
+		for _, p := range page {
+			if p.Prefix == hls.PackagePrefix(p.TrackID, packager.ID(p.SHA256)) {
+				continue
+			}
+			if !*dryRun {
+				if err := queue.Refresh(ctx, p.TrackID, p.SHA256); err != nil {
+					return fmt.Errorf("queued %d: %w", queued, err)
+				}
+			}
+			queued++
+			if _, err := fmt.Fprintf(stdout, "%s\t%s\n", p.TrackID, p.Prefix); err != nil {
+				return err
+			}
+		}
+		if len(page) < 500 {
+			break
+		}
+		after = page[len(page)-1].TrackID
+	}
+	if *dryRun {
+		fmt.Fprintf(stderr, "%d tracks to re-package (dry run: none queued)\n", queued)
+	} else {
+		fmt.Fprintf(stderr, "%d tracks queued for re-packaging\n", queued)
+	}
+	return nil
+}
+
 // minOrphanAge keeps `api orphans` away from what is being written: an
 // upload promoted a moment before its track names it, a package whose
 // files are stored before it is made the track's.
@@ -248,16 +345,11 @@ const minOrphanAge = 24 * time.Hour
 // track names, one per line (backend, key, size, modification time), and
 // with --delete removes them.
 func listOrphans(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("orphans", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := commandFlags(stderr, "orphans", "usage: api orphans [--delete] [--min-age D]",
+		"Objects under tracks/ and hls/ that no live track names. During a migration between",
+		"backends, objects copied ahead of their tracks' rows are listed too: run it after.")
 	remove := fs.Bool("delete", false, "remove the orphans found")
 	minAge := fs.Duration("min-age", 2*minOrphanAge, "judge only objects last modified longer ago than this (at least 24h)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: api orphans [--delete] [--min-age D]")
-		fmt.Fprintln(stderr, "Objects under tracks/ and hls/ that no live track names. During a migration between")
-		fmt.Fprintln(stderr, "backends, objects copied ahead of their tracks' rows are listed too: run it after.")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -268,20 +360,15 @@ func listOrphans(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	defer pool.Close()
 	backends, err := storage.OpenAll(ctx, cfg.storage())
 	if err != nil {
 		return err
 	}
-	store := catalog.NewStore(pool, nil)
-	queue, err := hls.NewQueue(hls.QueueConfig{}, pool, store, backends, nil, log, metrics.NewSet())
+	pool, store, queue, err := openCatalog(ctx, cfg, backends, log)
 	if err != nil {
 		return err
 	}
+	defer pool.Close()
 	pending, err := queue.PendingCollections(ctx)
 	if err != nil {
 		return err

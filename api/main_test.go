@@ -10,16 +10,21 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/playgate/playgate/api/auth"
+	"github.com/playgate/playgate/api/catalog"
+	"github.com/playgate/playgate/api/hls"
 	"github.com/playgate/playgate/internal/pgtest"
 )
 
@@ -114,6 +119,65 @@ func TestOrphansCommand(t *testing.T) {
 	assert.NoFileExists(t, path)
 
 	assert.ErrorContains(t, run(context.Background(), []string{"orphans", "--min-age", "1h"}, &out, &errOut), "at least 24h")
+}
+
+// api repackage queues a refresh of each ready track whose package was
+// made with other settings than the configured ones, once.
+func TestRepackageCommand(t *testing.T) {
+	dbURL := pg.NewDatabase(t)
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("STORAGE_DIR", t.TempDir())
+	t.Setenv("TRACK_STORAGE_BACKEND", "local")
+	t.Setenv("HLS_RENDITIONS", "64k,128k")
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	store := catalog.NewStore(pool, nil)
+	renditions, err := hls.ParseRenditions("64k,128k")
+	require.NoError(t, err)
+	packager, err := hls.New(hls.Config{Renditions: renditions})
+	require.NoError(t, err)
+	ready := func(n int, packageID func(sha string) string) (uuid.UUID, string) {
+		tr, err := store.CreateTrack(ctx, "alice", catalog.NewTrack{Title: "T", Artist: "A", Visibility: catalog.Public})
+		require.NoError(t, err)
+		sha := strings.Repeat(strconv.Itoa(n), 64)
+		_, err = store.SetAudio(ctx, tr.ID, "", catalog.Audio{Backend: "local", Key: catalog.OriginalKey(tr.ID, sha, "flac"),
+			ContentType: "audio/flac", Size: 1, SHA256: sha}, nil, nil)
+		require.NoError(t, err)
+		prefix := hls.PackagePrefix(tr.ID, packageID(sha))
+		_, err = store.FinishHLS(ctx, tr.ID, sha, prefix, 1000, false)
+		require.NoError(t, err)
+		return tr.ID, prefix
+	}
+	current, currentPrefix := ready(1, packager.ID)
+	stale, stalePrefix := ready(2, func(string) string { return "0123456789abcdef" })
+	refreshes := func() []string {
+		rows, err := pool.Query(ctx, `SELECT args->>'track_id' FROM river_job WHERE kind = 'hls_package' AND (args->>'refresh')::bool`)
+		require.NoError(t, err)
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return ids
+	}
+
+	var out, errOut bytes.Buffer
+	require.NoError(t, run(ctx, []string{"repackage", "--dry-run"}, &out, &errOut))
+	assert.Equal(t, stale.String()+"\t"+stalePrefix+"\n", out.String())
+	assert.Contains(t, errOut.String(), "1 tracks to re-package (dry run")
+	assert.Empty(t, refreshes())
+
+	for range 2 { // the second run queues nothing new: the job is pending
+		out.Reset()
+		require.NoError(t, run(ctx, []string{"repackage"}, &out, &errOut))
+		assert.Equal(t, stale.String()+"\t"+stalePrefix+"\n", out.String())
+		assert.Equal(t, []string{stale.String()}, refreshes())
+	}
+
+	t.Setenv("HLS_RENDITIONS", "64k,128k,flac") // new settings: every package is stale
+	out.Reset()
+	require.NoError(t, run(ctx, []string{"repackage", "--dry-run"}, &out, &errOut))
+	assert.ElementsMatch(t, []string{stale.String() + "\t" + stalePrefix, current.String() + "\t" + currentPrefix},
+		strings.Split(strings.TrimSpace(out.String()), "\n"))
 }
 
 // CDN purges go through the job queue: a track turned private is purged

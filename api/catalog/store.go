@@ -316,6 +316,35 @@ func (s *Store) hlsUpdate(ctx context.Context, id uuid.UUID, sourceSHA256, set s
 	return t, err
 }
 
+// ReadyPackage is a live track's current HLS package and the audio it
+// was made from.
+type ReadyPackage struct {
+	TrackID uuid.UUID
+	SHA256  string
+	Prefix  string // "hls/{track}/{package}"
+}
+
+// ReadyPackages returns up to limit live tracks with a ready package, in
+// id order, after the track id after (uuid.Nil: from the first).
+func (s *Store) ReadyPackages(ctx context.Context, after uuid.UUID, limit int) ([]ReadyPackage, error) {
+	rows, err := s.primary.Query(ctx, `SELECT id, sha256, hls_prefix FROM tracks
+		WHERE id > $1 AND deleted_at IS NULL AND hls_status = 'ready' AND sha256 IS NOT NULL
+		ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list ready packages: %w", err)
+	}
+	var out []ReadyPackage
+	var p ReadyPackage
+	_, err = pgx.ForEachRow(rows, []any{&p.TrackID, &p.SHA256, &p.Prefix}, func() error {
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list ready packages: %w", err)
+	}
+	return out, nil
+}
+
 // Objects is what a live track names in storage.
 type Objects struct {
 	Backend   string // where both are

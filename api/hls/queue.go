@@ -30,6 +30,9 @@ import (
 type PackageArgs struct {
 	TrackID      uuid.UUID `json:"track_id"`
 	SourceSHA256 string    `json:"source_sha256"`
+	// Refresh re-packages a ready track with the worker's settings,
+	// serving its package until the new one is ready (Queue.Refresh).
+	Refresh bool `json:"refresh,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -146,6 +149,17 @@ func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, track uuid.UUID, sourceS
 	return nil
 }
 
+// Refresh queues the re-packaging of a ready track's audio with the
+// workers' settings (api repackage), after HLS_RENDITIONS changed: the
+// track keeps its package until the new one replaces it.
+func (q *Queue) Refresh(ctx context.Context, track uuid.UUID, sourceSHA256 string) error {
+	_, err := q.client.Insert(ctx, PackageArgs{TrackID: track, SourceSHA256: sourceSHA256, Refresh: true}, nil)
+	if err != nil {
+		return fmt.Errorf("hls: cannot queue re-packaging of %s: %w", track, err)
+	}
+	return nil
+}
+
 // Insert queues a job of another package (QueueConfig.Extra's).
 func (q *Queue) Insert(ctx context.Context, args river.JobArgs) error {
 	_, err := q.client.Insert(ctx, args, nil)
@@ -219,8 +233,11 @@ type packageWorker struct {
 // the package, upload init and segments, then media playlists, then the
 // master, and only then flip the row to ready.
 func (w *packageWorker) Work(ctx context.Context, job *river.Job[PackageArgs]) error {
-	start := time.Now()
 	a := job.Args
+	if a.Refresh {
+		return w.refresh(ctx, job)
+	}
+	start := time.Now()
 	t, err := w.store.StartHLS(ctx, a.TrackID, a.SourceSHA256)
 	if errors.Is(err, catalog.ErrNotFound) {
 		w.metrics.obsolete.Inc()
@@ -229,42 +246,61 @@ func (w *packageWorker) Work(ctx context.Context, job *river.Job[PackageArgs]) e
 	if err != nil {
 		return err
 	}
-	backend, ok := w.backends[*t.StorageBackend]
-	if !ok {
-		return w.fail(ctx, a, fmt.Errorf("storage backend %q is not configured on this worker", *t.StorageBackend), job)
-	}
-	src, err := w.fetch(ctx, backend, *t.ObjectKey)
-	if err != nil {
-		return w.fail(ctx, a, err, job)
-	}
-	defer os.Remove(src)
-
 	lastReported := 0
-	pkg, err := w.packager.Package(ctx, src, a.SourceSHA256, func(pct int) {
+	err = w.publish(ctx, a, t, func(pct int) {
 		// Every update notifies the signers; a few are enough.
 		if pct >= lastReported+10 {
 			lastReported = pct
 			_ = w.store.HLSProgress(ctx, a.TrackID, a.SourceSHA256, pct)
 		}
 	})
+	if errors.Is(err, errObsolete) {
+		w.metrics.obsolete.Inc()
+		return river.JobCancel(err)
+	}
 	if err != nil {
 		return w.fail(ctx, a, err, job)
+	}
+	w.metrics.ok.Inc()
+	w.metrics.duration.UpdateDuration(start)
+	return nil
+}
+
+// errObsolete ends a job whose track was deleted or given new audio while
+// it ran: what it uploaded belongs to nothing, and is removed.
+var errObsolete = errors.New("the track was deleted or has new audio")
+
+// publish makes the package of t's original and makes it the track's:
+// fetch the original to a temporary file (ffmpeg seeks in its input),
+// package it, upload init and segments, then media playlists, then the
+// masters, flip the row, and schedule the collection of the package it
+// replaces.
+func (w *packageWorker) publish(ctx context.Context, a PackageArgs, t catalog.Track, progress func(int)) error {
+	backend, ok := w.backends[*t.StorageBackend]
+	if !ok {
+		return fmt.Errorf("storage backend %q is not configured on this worker", *t.StorageBackend)
+	}
+	src, err := w.fetch(ctx, backend, *t.ObjectKey)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(src)
+	pkg, err := w.packager.Package(ctx, src, a.SourceSHA256, progress)
+	if err != nil {
+		return err
 	}
 	defer pkg.Remove()
 
 	prefix := "hls/" + a.TrackID.String() + "/" + pkg.ID
 	for _, f := range pkg.Files {
 		if err := putFile(ctx, backend, prefix+"/"+f.Rel, f); err != nil {
-			return w.fail(ctx, a, err, job)
+			return err
 		}
 	}
 	old, err := w.store.FinishHLS(ctx, a.TrackID, a.SourceSHA256, prefix, pkg.DurationMS, pkg.Lossless)
 	if errors.Is(err, catalog.ErrNotFound) {
-		// Deleted or given new audio while this ran: what was uploaded
-		// belongs to nothing.
-		w.metrics.obsolete.Inc()
 		deletePrefix(ctx, backend, prefix+"/", w.log)
-		return river.JobCancel(errors.New("the track was deleted or has new audio"))
+		return errObsolete
 	}
 	if err != nil {
 		return err
@@ -276,9 +312,53 @@ func (w *packageWorker) Work(ctx context.Context, job *river.Job[PackageArgs]) e
 			w.log.Error("cannot schedule collection of a replaced package", "prefix", old, "err", err)
 		}
 	}
+	return nil
+}
+
+// refresh re-packages a ready track with this worker's settings (api
+// repackage): its package is served all along, and the new one replaces
+// it once stored, as new audio's would. The track's HLS state is never
+// touched on failure: it still has a package.
+func (w *packageWorker) refresh(ctx context.Context, job *river.Job[PackageArgs]) error {
+	a := job.Args
+	t, err := w.store.TrackForUpdate(ctx, a.TrackID)
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return err
+	}
+	if err != nil || t.SHA256 == nil || *t.SHA256 != a.SourceSHA256 || t.HLSStatus != catalog.HLSReady {
+		// Deleted, or given new audio that a job of its own packages.
+		w.metrics.obsolete.Inc()
+		return river.JobCancel(errors.New("the track no longer has a ready package of this audio"))
+	}
+	if *t.HLSPrefix == PackagePrefix(a.TrackID, w.packager.ID(a.SourceSHA256)) {
+		return nil // already made with these settings
+	}
+	start := time.Now()
+	err = w.publish(ctx, a, t, nil)
+	switch {
+	case errors.Is(err, errObsolete):
+		w.metrics.obsolete.Inc()
+		return river.JobCancel(err)
+	case err != nil && errors.Is(ctx.Err(), context.Canceled):
+		w.metrics.interrupted.Inc()
+		return river.JobSnooze(0)
+	case errors.Is(err, ErrBadInput):
+		w.metrics.failed.Inc()
+		w.log.Warn("re-packaging failed; the track keeps its package", "track", a.TrackID, "err", err)
+		return river.JobCancel(err)
+	case err != nil:
+		w.metrics.failed.Inc()
+		w.log.Warn("re-packaging failed; the track keeps its package", "track", a.TrackID, "attempt", job.Attempt, "err", err)
+		return err
+	}
 	w.metrics.ok.Inc()
 	w.metrics.duration.UpdateDuration(start)
 	return nil
+}
+
+// PackagePrefix is where a track's package lives.
+func PackagePrefix(track uuid.UUID, packageID string) string {
+	return "hls/" + track.String() + "/" + packageID
 }
 
 // fail ends an attempt that did not make a package, and shows on the

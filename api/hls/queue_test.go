@@ -65,9 +65,14 @@ func newQueueHarnessWith(t *testing.T, backend storage.Backend, cfg QueueConfig)
 
 // startQueue starts a worker on the harness's database and backend.
 func (h *queueHarness) startQueue(cfg QueueConfig, set *metrics.Set) *Queue {
+	return h.startQueueMaking("64k,128k,256k", cfg, set)
+}
+
+// startQueueMaking starts a worker making renditions (HLS_RENDITIONS).
+func (h *queueHarness) startQueueMaking(hlsRenditions string, cfg QueueConfig, set *metrics.Set) *Queue {
 	h.t.Helper()
 	ctx := context.Background()
-	renditions, err := ParseRenditions("64k,128k,256k")
+	renditions, err := ParseRenditions(hlsRenditions)
 	require.NoError(h.t, err)
 	packager, err := New(Config{Renditions: renditions})
 	require.NoError(h.t, err)
@@ -336,4 +341,68 @@ func TestRetriedFailuresShowTheLastError(t *testing.T) {
 	require.NotNil(t, tr.HLSError)
 	assert.True(t, utf8.ValidString(*tr.HLSError), "cut at a character's start")
 	assert.LessOrEqual(t, len(*tr.HLSError), maxErrorBytes)
+}
+
+// After HLS_RENDITIONS changed, a refresh (api repackage) makes the new
+// package with the worker's settings while the track keeps serving its
+// old one, then swaps them; the old one is collected later. A refresh of
+// a package made with the current settings changes nothing.
+func TestRefreshReplacesAPackageWhileServingIt(t *testing.T) {
+	h := newQueueHarness(t, localBackend(t), time.Hour)
+	ctx := context.Background()
+	flac, err := os.ReadFile(tone(t, 8, "tone.flac"))
+	require.NoError(t, err)
+	tr := h.upload(h.track("Lossless"), flac, "flac")
+	tr = h.waitFor(tr.ID, *tr.SHA256, catalog.HLSReady, catalog.HLSFailed)
+	require.Equal(t, catalog.HLSReady, tr.HLSStatus, "error: %v", tr.HLSError)
+	old := *tr.HLSPrefix
+	assert.False(t, tr.HLSLossless, "made without the lossless tier")
+
+	// The workers now run with the lossless tier.
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.queue.Stop(sctx))
+	q := h.startQueueMaking("64k,128k,256k,flac", QueueConfig{Workers: 1, CollectAfter: time.Hour}, metrics.NewSet())
+	require.NoError(t, q.Refresh(ctx, tr.ID, *tr.SHA256))
+
+	var seen []string // what a signer would have read, while it ran
+	require.Eventually(t, func() bool {
+		tr, err = h.store.TrackForUpdate(ctx, tr.ID)
+		require.NoError(t, err)
+		seen = append(seen, string(tr.HLSStatus))
+		return *tr.HLSPrefix != old
+	}, 120*time.Second, 20*time.Millisecond)
+	for _, status := range seen {
+		require.Equal(t, string(catalog.HLSReady), status, "the track stays playable throughout")
+	}
+	assert.True(t, tr.HLSLossless, "the new package has the lossless tier")
+	assert.Equal(t, 100, tr.HLSProgress)
+	for _, key := range []string{old + "/master.m3u8", *tr.HLSPrefix + "/master.m3u8", *tr.HLSPrefix + "/lossless.m3u8"} {
+		_, err := h.backend.Stat(ctx, key)
+		assert.NoError(t, err, "%s: the old package stays for the grace period", key)
+	}
+	completed := func(n int) func() bool {
+		return func() bool {
+			var got int
+			require.NoError(t, h.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'hls_package' AND state = 'completed'`).Scan(&got))
+			return got == n
+		}
+	}
+	// The refresh's job ends after the swap, once it has scheduled the
+	// collection.
+	require.Eventually(t, completed(2), 30*time.Second, 20*time.Millisecond, "the upload's job and the refresh")
+	var collections int
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'hls_collect' AND args->>'prefix' = $1`, old).
+		Scan(&collections))
+	assert.Equal(t, 1, collections, "the old package is collected after the grace period")
+
+	// Up to date: nothing happens.
+	current := *tr.HLSPrefix
+	version := tr.Version
+	require.NoError(t, q.Refresh(ctx, tr.ID, *tr.SHA256))
+	require.Eventually(t, completed(3), 30*time.Second, 20*time.Millisecond, "and this one")
+	tr, err = h.store.TrackForUpdate(ctx, tr.ID)
+	require.NoError(t, err)
+	assert.Equal(t, current, *tr.HLSPrefix)
+	assert.Equal(t, version, tr.Version, "the row is not touched")
 }
