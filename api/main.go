@@ -8,8 +8,8 @@
 //	                            print a development JWT (HS256, AUTH_JWT_SECRET)
 //	api orphans [--delete] [--min-age D]
 //	                            list (and remove) objects no track names
-//	api repackage [--dry-run]   re-package ready tracks made with other
-//	                            HLS settings (after HLS_RENDITIONS changed)
+//	api repackage [--dry-run]   package tracks stored while HLS was off, and
+//	                            re-package those made with other HLS settings
 package main
 
 import (
@@ -275,17 +275,20 @@ func openCatalog(ctx context.Context, cfg *Config, backends map[string]storage.B
 	return pool, store, queue, nil
 }
 
-// repackage queues the re-packaging of every ready track whose package
-// was made with other settings than this configuration's (HLS_RENDITIONS,
-// a new format version), one track id and its current package per line.
-// The packaging workers make the new packages with their own settings,
-// so they must run the new configuration first. Each track keeps its
-// package until the new one replaces it; the old one is collected after
-// HLS_COLLECT_AFTER. Running it again queues nothing new.
+// repackage brings every track with audio to a package made with this
+// configuration's settings (HLS_RENDITIONS, a new format version): it
+// queues the re-packaging of every ready track whose package was made
+// with others, and the packaging of every track stored while HLS was off,
+// one track id and its current package ("-" for none) per line. The
+// packaging workers make the packages with their own settings, so they
+// must run the new configuration first. A ready track keeps its package
+// until the new one replaces it; the old one is collected after
+// HLS_COLLECT_AFTER. Running it again queues nothing twice.
 func repackage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := commandFlags(stderr, "repackage", "usage: api repackage [--dry-run]",
-		"Re-packages ready tracks made with other HLS settings than these (after HLS_RENDITIONS",
-		"changed). Run it once the packaging workers run the new settings.")
+		"Packages the tracks stored while HLS was off, and re-packages ready tracks made with other",
+		"HLS settings than these (after HLS_RENDITIONS changed). Run it once the packaging workers",
+		"run the new settings.")
 	dryRun := fs.Bool("dry-run", false, "list the tracks, and queue nothing")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -305,21 +308,33 @@ func repackage(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer pool.Close()
 	queued := 0
 	for after := uuid.Nil; ; {
-		page, err := store.ReadyPackages(ctx, after, 500)
+		page, err := store.Packagings(ctx, after, 500)
 		if err != nil {
 			return err
 		}
 		for _, p := range page {
-			if p.Prefix == hls.PackagePrefix(p.TrackID, packager.ID(p.SHA256)) {
+			current := p.Prefix
+			if p.Status == catalog.HLSNone {
+				current = "-"
+			} else if p.Prefix == hls.PackagePrefix(p.TrackID, packager.ID(p.SHA256)) {
 				continue
 			}
 			if !*dryRun {
-				if err := queue.Refresh(ctx, p.TrackID, p.SHA256); err != nil {
+				var err error
+				if p.Status == catalog.HLSNone {
+					err = store.QueueHLS(ctx, p.TrackID, p.SHA256, queue.Enqueue)
+				} else {
+					err = queue.Refresh(ctx, p.TrackID, p.SHA256)
+				}
+				if errors.Is(err, catalog.ErrNotFound) {
+					continue // changed since it was listed: its own job packages it
+				}
+				if err != nil {
 					return fmt.Errorf("queued %d: %w", queued, err)
 				}
 			}
 			queued++
-			if _, err := fmt.Fprintf(stdout, "%s\t%s\n", p.TrackID, p.Prefix); err != nil {
+			if _, err := fmt.Fprintf(stdout, "%s\t%s\n", p.TrackID, current); err != nil {
 				return err
 			}
 		}
@@ -329,9 +344,9 @@ func repackage(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		after = page[len(page)-1].TrackID
 	}
 	if *dryRun {
-		fmt.Fprintf(stderr, "%d tracks to re-package (dry run: none queued)\n", queued)
+		fmt.Fprintf(stderr, "%d tracks to package (dry run: none queued)\n", queued)
 	} else {
-		fmt.Fprintf(stderr, "%d tracks queued for re-packaging\n", queued)
+		fmt.Fprintf(stderr, "%d tracks queued for packaging\n", queued)
 	}
 	return nil
 }

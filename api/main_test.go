@@ -122,7 +122,8 @@ func TestOrphansCommand(t *testing.T) {
 }
 
 // api repackage queues a refresh of each ready track whose package was
-// made with other settings than the configured ones, once.
+// made with other settings than the configured ones, and the packaging
+// of each track stored while HLS was off, once.
 func TestRepackageCommand(t *testing.T) {
 	dbURL := pg.NewDatabase(t)
 	t.Setenv("DATABASE_URL", dbURL)
@@ -138,46 +139,57 @@ func TestRepackageCommand(t *testing.T) {
 	require.NoError(t, err)
 	packager, err := hls.New(hls.Config{Renditions: renditions})
 	require.NoError(t, err)
-	ready := func(n int, packageID func(sha string) string) (uuid.UUID, string) {
+	// withAudio makes a track with stored audio, and with a ready package
+	// of packageID's when it is not nil.
+	withAudio := func(n int, packageID func(sha string) string) (uuid.UUID, string) {
 		tr, err := store.CreateTrack(ctx, "alice", catalog.NewTrack{Title: "T", Artist: "A", Visibility: catalog.Public})
 		require.NoError(t, err)
 		sha := strings.Repeat(strconv.Itoa(n), 64)
 		_, err = store.SetAudio(ctx, tr.ID, "", catalog.Audio{Backend: "local", Key: catalog.OriginalKey(tr.ID, sha, "flac"),
 			ContentType: "audio/flac", Size: 1, SHA256: sha}, nil, nil)
 		require.NoError(t, err)
+		if packageID == nil {
+			return tr.ID, "-"
+		}
 		prefix := hls.PackagePrefix(tr.ID, packageID(sha))
 		_, err = store.FinishHLS(ctx, tr.ID, sha, prefix, 1000, false)
 		require.NoError(t, err)
 		return tr.ID, prefix
 	}
-	current, currentPrefix := ready(1, packager.ID)
-	stale, stalePrefix := ready(2, func(string) string { return "0123456789abcdef" })
-	refreshes := func() []string {
-		rows, err := pool.Query(ctx, `SELECT args->>'track_id' FROM river_job WHERE kind = 'hls_package' AND (args->>'refresh')::bool`)
+	current, currentPrefix := withAudio(1, packager.ID)
+	stale, stalePrefix := withAudio(2, func(string) string { return "0123456789abcdef" })
+	unpackaged, _ := withAudio(3, nil) // stored while HLS_STREAMING was false
+	jobs := func() []string {
+		rows, err := pool.Query(ctx, `SELECT (args->>'track_id') || ' ' || coalesce(args->>'refresh', 'false')
+			FROM river_job WHERE kind = 'hls_package' ORDER BY id`)
 		require.NoError(t, err)
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		require.NoError(t, err)
-		return ids
+		return out
 	}
+	lines := func(out string) []string { return strings.Split(strings.TrimSpace(out), "\n") }
 
 	var out, errOut bytes.Buffer
 	require.NoError(t, run(ctx, []string{"repackage", "--dry-run"}, &out, &errOut))
-	assert.Equal(t, stale.String()+"\t"+stalePrefix+"\n", out.String())
-	assert.Contains(t, errOut.String(), "1 tracks to re-package (dry run")
-	assert.Empty(t, refreshes())
+	assert.ElementsMatch(t, []string{stale.String() + "\t" + stalePrefix, unpackaged.String() + "\t-"}, lines(out.String()))
+	assert.Contains(t, errOut.String(), "2 tracks to package (dry run")
+	assert.Empty(t, jobs())
 
-	for range 2 { // the second run queues nothing new: the job is pending
-		out.Reset()
-		require.NoError(t, run(ctx, []string{"repackage"}, &out, &errOut))
-		assert.Equal(t, stale.String()+"\t"+stalePrefix+"\n", out.String())
-		assert.Equal(t, []string{stale.String()}, refreshes())
-	}
+	require.NoError(t, run(ctx, []string{"repackage"}, &out, &errOut))
+	want := []string{stale.String() + " true", unpackaged.String() + " false"}
+	assert.ElementsMatch(t, want, jobs(), "a refresh of the stale package, a packaging of the other")
+	tr, err := store.TrackForUpdate(ctx, unpackaged)
+	require.NoError(t, err)
+	assert.Equal(t, catalog.HLSQueued, tr.HLSStatus, "queued with its job, as an upload is")
+	out.Reset()
+	require.NoError(t, run(ctx, []string{"repackage"}, &out, &errOut))
+	assert.Equal(t, []string{stale.String() + "\t" + stalePrefix}, lines(out.String()), "the queued track is no longer listed")
+	assert.ElementsMatch(t, want, jobs(), "nothing is queued twice")
 
 	t.Setenv("HLS_RENDITIONS", "64k,128k,flac") // new settings: every package is stale
 	out.Reset()
 	require.NoError(t, run(ctx, []string{"repackage", "--dry-run"}, &out, &errOut))
-	assert.ElementsMatch(t, []string{stale.String() + "\t" + stalePrefix, current.String() + "\t" + currentPrefix},
-		strings.Split(strings.TrimSpace(out.String()), "\n"))
+	assert.ElementsMatch(t, []string{stale.String() + "\t" + stalePrefix, current.String() + "\t" + currentPrefix}, lines(out.String()))
 }
 
 // CDN purges go through the job queue: a track turned private is purged

@@ -316,33 +316,53 @@ func (s *Store) hlsUpdate(ctx context.Context, id uuid.UUID, sourceSHA256, set s
 	return t, err
 }
 
-// ReadyPackage is a live track's current HLS package and the audio it
-// was made from.
-type ReadyPackage struct {
+// Packaging is a live track's audio and where its packaging stands: a
+// ready package (Prefix), or none at all (HLS was off at its upload).
+type Packaging struct {
 	TrackID uuid.UUID
 	SHA256  string
-	Prefix  string // "hls/{track}/{package}"
+	Status  HLSStatus // HLSReady or HLSNone
+	Prefix  string    // "hls/{track}/{package}" when ready
 }
 
-// ReadyPackages returns up to limit live tracks with a ready package, in
-// id order, after the track id after (uuid.Nil: from the first).
-func (s *Store) ReadyPackages(ctx context.Context, after uuid.UUID, limit int) ([]ReadyPackage, error) {
-	rows, err := s.primary.Query(ctx, `SELECT id, sha256, hls_prefix FROM tracks
-		WHERE id > $1 AND deleted_at IS NULL AND hls_status = 'ready' AND sha256 IS NOT NULL
+// Packagings returns up to limit live tracks with audio whose packaging
+// is ready or was never asked for, in id order, after the track id after
+// (uuid.Nil: from the first).
+func (s *Store) Packagings(ctx context.Context, after uuid.UUID, limit int) ([]Packaging, error) {
+	rows, err := s.primary.Query(ctx, `SELECT id, sha256, hls_status, coalesce(hls_prefix, '') FROM tracks
+		WHERE id > $1 AND deleted_at IS NULL AND sha256 IS NOT NULL AND hls_status IN ('ready', 'none')
 		ORDER BY id LIMIT $2`, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("cannot list ready packages: %w", err)
+		return nil, fmt.Errorf("cannot list packagings: %w", err)
 	}
-	var out []ReadyPackage
-	var p ReadyPackage
-	_, err = pgx.ForEachRow(rows, []any{&p.TrackID, &p.SHA256, &p.Prefix}, func() error {
+	var out []Packaging
+	var p Packaging
+	_, err = pgx.ForEachRow(rows, []any{&p.TrackID, &p.SHA256, &p.Status, &p.Prefix}, func() error {
 		out = append(out, p)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cannot list ready packages: %w", err)
+		return nil, fmt.Errorf("cannot list packagings: %w", err)
 	}
 	return out, nil
+}
+
+// QueueHLS queues the packaging of a track that has none (HLS was off
+// when its audio was stored), as SetAudio would have: the track turns
+// queued in the transaction that enqueues the job. A track that changed
+// since (new audio, deleted, already queued) is left alone: ErrNotFound.
+func (s *Store) QueueHLS(ctx context.Context, id uuid.UUID, sourceSHA256 string, enqueue Enqueue) error {
+	return pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE tracks SET hls_status = 'queued', hls_progress = 0, hls_error = NULL
+			WHERE id = $1 AND sha256 = $2 AND deleted_at IS NULL AND hls_status = 'none'`, id, sourceSHA256)
+		if err != nil {
+			return fmt.Errorf("cannot queue packaging of track %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		return enqueue(ctx, tx, id, sourceSHA256)
+	})
 }
 
 // Objects is what a live track names in storage.

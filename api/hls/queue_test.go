@@ -406,3 +406,26 @@ func TestRefreshReplacesAPackageWhileServingIt(t *testing.T) {
 	assert.Equal(t, current, *tr.HLSPrefix)
 	assert.Equal(t, version, tr.Version, "the row is not touched")
 }
+
+// A track stored while HLS was off (no job, hls_status none) is packaged
+// once queued (api repackage), as an upload would have been.
+func TestQueueHLSPackagesATrackStoredWithoutHLS(t *testing.T) {
+	h := newQueueHarness(t, localBackend(t), time.Hour)
+	ctx := context.Background()
+	tr := h.track("Stored while HLS was off")
+	data := audioFile(t, 5, 440)
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	key := catalog.OriginalKey(tr.ID, sha, "mp3")
+	_, err := h.backend.Put(ctx, key, bytes.NewReader(data), "")
+	require.NoError(t, err)
+	tr, err = h.store.SetAudio(ctx, tr.ID, "", catalog.Audio{Backend: h.backend.Name(), Key: key, ContentType: "audio/mpeg",
+		Size: int64(len(data)), SHA256: sha}, nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, catalog.HLSNone, tr.HLSStatus)
+
+	require.NoError(t, h.store.QueueHLS(ctx, tr.ID, sha, h.queue.Enqueue))
+	tr = h.waitFor(tr.ID, sha, catalog.HLSReady, catalog.HLSFailed)
+	assert.Equal(t, catalog.HLSReady, tr.HLSStatus, "error: %v", tr.HLSError)
+	assert.ErrorIs(t, h.store.QueueHLS(ctx, tr.ID, sha, h.queue.Enqueue), catalog.ErrNotFound, "a track with a package is left alone")
+}
