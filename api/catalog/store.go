@@ -271,12 +271,14 @@ func (s *Store) HLSProgress(ctx context.Context, id uuid.UUID, sourceSHA256 stri
 // ("" for none).
 func (s *Store) FinishHLS(ctx context.Context, id uuid.UUID, sourceSHA256, prefix string, durationMS int64, lossless bool) (string, error) {
 	var old *string
-	err := s.primary.QueryRow(ctx, `
-		UPDATE tracks t SET hls_status = 'ready', hls_prefix = $3, hls_progress = 100, hls_error = NULL, duration_ms = $4,
-			hls_lossless = $5
-		FROM (SELECT id, hls_prefix FROM tracks WHERE id = $1 FOR UPDATE) prev
-		WHERE t.id = prev.id AND t.deleted_at IS NULL AND t.sha256 = $2
-		RETURNING prev.hls_prefix`, id, sourceSHA256, prefix, durationMS, lossless).Scan(&old)
+	err := s.WithPackageLock(ctx, prefix, func(locked *Store) error {
+		return locked.primary.QueryRow(ctx, `
+			UPDATE tracks t SET hls_status = 'ready', hls_prefix = $3, hls_progress = 100, hls_error = NULL, duration_ms = $4,
+				hls_lossless = $5
+			FROM (SELECT id, hls_prefix FROM tracks WHERE id = $1 FOR UPDATE) prev
+			WHERE t.id = prev.id AND t.deleted_at IS NULL AND t.sha256 = $2
+			RETURNING prev.hls_prefix`, id, sourceSHA256, prefix, durationMS, lossless).Scan(&old)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", ErrNotFound
 	}
@@ -511,6 +513,22 @@ func (s *Store) ShareOpens(ctx context.Context, track uuid.UUID, tokenHash []byt
 		return false, fmt.Errorf("cannot check share link: %w", err)
 	}
 	return ok, nil
+}
+
+// WithPackageLock runs fn while holding a lock on one package prefix
+// ("hls/{track}/{package}"), with a Store on the lock's transaction.
+// Package ids are deterministic, so a replaced package can be made again
+// (the old audio or the old settings back) while its collection is due:
+// the collector deletes under this lock, and a job making the package
+// takes it to stop the collection before it uploads, and to make the
+// package the track's (FinishHLS).
+func (s *Store) WithPackageLock(ctx context.Context, prefix string, fn func(locked *Store) error) error {
+	return pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "hls-package:"+prefix); err != nil {
+			return fmt.Errorf("cannot lock package %s: %w", prefix, err)
+		}
+		return fn(&Store{pool: s.pool, primary: tx, read: tx})
+	})
 }
 
 // WithAudioLock runs fn while holding a lock on the track's audio, so that

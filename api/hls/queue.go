@@ -291,7 +291,10 @@ func (w *packageWorker) publish(ctx context.Context, a PackageArgs, t catalog.Tr
 	}
 	defer pkg.Remove()
 
-	prefix := "hls/" + a.TrackID.String() + "/" + pkg.ID
+	prefix := PackagePrefix(a.TrackID, pkg.ID)
+	if err := w.stopCollections(ctx, prefix); err != nil {
+		return err
+	}
 	for _, f := range pkg.Files {
 		if err := putFile(ctx, backend, prefix+"/"+f.Rel, f); err != nil {
 			return err
@@ -313,6 +316,32 @@ func (w *packageWorker) publish(ctx context.Context, a PackageArgs, t catalog.Tr
 		}
 	}
 	return nil
+}
+
+// stopCollections cancels the pending collections of a package this job
+// is about to make again (the old audio, or the old settings, back within
+// HLS_COLLECT_AFTER): a collection that ran while it uploaded would
+// delete the files the track is about to name. Under the package's lock,
+// a collection already running ends first, and what it deleted is
+// uploaded again. A job that fails after leaves the package to the next
+// collection scheduled for it, or to `api orphans`.
+func (w *packageWorker) stopCollections(ctx context.Context, prefix string) error {
+	client := river.ClientFromContext[pgx.Tx](ctx)
+	return w.store.WithPackageLock(ctx, prefix, func(*catalog.Store) error {
+		params := river.NewJobListParams().Kinds(CollectArgs{}.Kind()).States(unfinished()...).
+			Where("args->>'prefix' = @prefix", river.NamedArgs{"prefix": prefix})
+		res, err := client.JobList(ctx, params)
+		if err != nil {
+			return fmt.Errorf("cannot list the collections of %s: %w", prefix, err)
+		}
+		for _, j := range res.Jobs {
+			if _, err := client.JobCancel(ctx, j.ID); err != nil {
+				return fmt.Errorf("cannot cancel the collection of %s: %w", prefix, err)
+			}
+			w.log.Info("collection of a package cancelled: it is being made again", "prefix", prefix)
+		}
+		return nil
+	})
 }
 
 // refresh re-packages a ready track with this worker's settings (api
@@ -467,23 +496,27 @@ type collectWorker struct {
 }
 
 // Work deletes a replaced package unless the track uses it again (the
-// same audio re-uploaded makes the same package id).
+// same audio re-uploaded makes the same package id). It holds the
+// package's lock throughout: a job making the package again waits, and
+// uploads after the delete (packageWorker.stopCollections).
 func (w *collectWorker) Work(ctx context.Context, job *river.Job[CollectArgs]) error {
 	a := job.Args
 	if !strings.HasPrefix(a.Prefix, "hls/"+a.TrackID.String()+"/") {
 		return river.JobCancel(fmt.Errorf("prefix %q is not under the track", a.Prefix))
 	}
-	t, err := w.store.TrackForUpdate(ctx, a.TrackID)
-	if err == nil && t.HLSPrefix != nil && *t.HLSPrefix == a.Prefix {
-		return nil // in use again
-	}
-	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
-		return err
-	}
 	b, ok := w.backends[a.Backend]
 	if !ok {
 		return fmt.Errorf("storage backend %q is not configured on this worker", a.Backend)
 	}
-	deletePrefix(ctx, b, a.Prefix+"/", w.log)
-	return nil
+	return w.store.WithPackageLock(ctx, a.Prefix, func(locked *catalog.Store) error {
+		t, err := locked.TrackForUpdate(ctx, a.TrackID)
+		if err == nil && t.HLSPrefix != nil && *t.HLSPrefix == a.Prefix {
+			return nil // in use again
+		}
+		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			return err
+		}
+		deletePrefix(ctx, b, a.Prefix+"/", w.log)
+		return nil
+	})
 }

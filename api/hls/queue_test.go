@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -350,23 +351,17 @@ func TestRetriedFailuresShowTheLastError(t *testing.T) {
 func TestRefreshReplacesAPackageWhileServingIt(t *testing.T) {
 	h := newQueueHarness(t, localBackend(t), time.Hour)
 	ctx := context.Background()
-	flac, err := os.ReadFile(tone(t, 8, "tone.flac"))
-	require.NoError(t, err)
-	tr := h.upload(h.track("Lossless"), flac, "flac")
-	tr = h.waitFor(tr.ID, *tr.SHA256, catalog.HLSReady, catalog.HLSFailed)
-	require.Equal(t, catalog.HLSReady, tr.HLSStatus, "error: %v", tr.HLSError)
+	tr := h.packagedFLAC("Lossless")
 	old := *tr.HLSPrefix
 	assert.False(t, tr.HLSLossless, "made without the lossless tier")
 
 	// The workers now run with the lossless tier.
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	require.NoError(t, h.queue.Stop(sctx))
-	q := h.startQueueMaking("64k,128k,256k,flac", QueueConfig{Workers: 1, CollectAfter: time.Hour}, metrics.NewSet())
+	q := h.restartMaking("64k,128k,256k,flac")
 	require.NoError(t, q.Refresh(ctx, tr.ID, *tr.SHA256))
 
 	var seen []string // what a signer would have read, while it ran
 	require.Eventually(t, func() bool {
+		var err error
 		tr, err = h.store.TrackForUpdate(ctx, tr.ID)
 		require.NoError(t, err)
 		seen = append(seen, string(tr.HLSStatus))
@@ -401,7 +396,7 @@ func TestRefreshReplacesAPackageWhileServingIt(t *testing.T) {
 	version := tr.Version
 	require.NoError(t, q.Refresh(ctx, tr.ID, *tr.SHA256))
 	require.Eventually(t, completed(3), 30*time.Second, 20*time.Millisecond, "and this one")
-	tr, err = h.store.TrackForUpdate(ctx, tr.ID)
+	tr, err := h.store.TrackForUpdate(ctx, tr.ID)
 	require.NoError(t, err)
 	assert.Equal(t, current, *tr.HLSPrefix)
 	assert.Equal(t, version, tr.Version, "the row is not touched")
@@ -428,4 +423,93 @@ func TestQueueHLSPackagesATrackStoredWithoutHLS(t *testing.T) {
 	tr = h.waitFor(tr.ID, sha, catalog.HLSReady, catalog.HLSFailed)
 	assert.Equal(t, catalog.HLSReady, tr.HLSStatus, "error: %v", tr.HLSError)
 	assert.ErrorIs(t, h.store.QueueHLS(ctx, tr.ID, sha, h.queue.Enqueue), catalog.ErrNotFound, "a track with a package is left alone")
+}
+
+// A replaced package made again (here the old settings back) while its
+// collection runs: the job waits for the collection's lock before it
+// uploads, so the package the track names again has all its files; a
+// collection still pending is cancelled.
+func TestPackageMadeAgainWhileItsCollectionRuns(t *testing.T) {
+	h := newQueueHarness(t, localBackend(t), time.Hour)
+	ctx := context.Background()
+	tr := h.packagedFLAC("Back and forth")
+	first := *tr.HLSPrefix
+	files := h.keysUnder(first + "/")
+	require.NotEmpty(t, files)
+
+	// Other settings replace it, and schedule its collection.
+	require.NoError(t, h.restartMaking("64k,128k,256k,flac").Refresh(ctx, tr.ID, *tr.SHA256))
+	require.Eventually(t, func() bool { tr = h.waitFor(tr.ID, *tr.SHA256, catalog.HLSReady); return *tr.HLSPrefix != first },
+		60*time.Second, 50*time.Millisecond)
+
+	// The old settings come back. A collection of the first package is
+	// running (this test holds its lock), and deletes it.
+	q := h.restartMaking("64k,128k,256k")
+	held := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- h.store.WithPackageLock(ctx, first, func(*catalog.Store) error {
+			close(held)
+			<-release
+			for _, k := range h.keysUnder(first + "/") {
+				if err := h.backend.Delete(ctx, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}()
+	<-held
+	require.NoError(t, q.Refresh(ctx, tr.ID, *tr.SHA256))
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, h.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting))
+		return waiting > 0
+	}, 60*time.Second, 20*time.Millisecond, "the job waits for the collection")
+	close(release)
+	require.NoError(t, <-done)
+
+	require.Eventually(t, func() bool { tr = h.waitFor(tr.ID, *tr.SHA256, catalog.HLSReady); return *tr.HLSPrefix == first },
+		60*time.Second, 50*time.Millisecond)
+	assert.Equal(t, files, h.keysUnder(first+"/"), "the package the track names again has all its files")
+	var pending int
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'hls_collect' AND args->>'prefix' = $1
+		AND state NOT IN ('cancelled', 'completed', 'discarded')`, first).Scan(&pending))
+	assert.Zero(t, pending, "its pending collection is cancelled")
+}
+
+// packagedFLAC uploads 8 s of FLAC to a new track and waits for its
+// package, made with the harness's first queue (64k,128k,256k).
+func (h *queueHarness) packagedFLAC(title string) catalog.Track {
+	h.t.Helper()
+	flac, err := os.ReadFile(tone(h.t, 8, "tone.flac"))
+	require.NoError(h.t, err)
+	tr := h.upload(h.track(title), flac, "flac")
+	tr = h.waitFor(tr.ID, *tr.SHA256, catalog.HLSReady, catalog.HLSFailed)
+	require.Equal(h.t, catalog.HLSReady, tr.HLSStatus, "error: %v", tr.HLSError)
+	return tr
+}
+
+// restartMaking stops the harness's queue and starts one making other
+// renditions, as a rollout of new HLS_RENDITIONS does.
+func (h *queueHarness) restartMaking(renditions string) *Queue {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(h.t, h.queue.Stop(ctx))
+	h.queue = h.startQueueMaking(renditions, QueueConfig{Workers: 1, CollectAfter: time.Hour}, metrics.NewSet())
+	return h.queue
+}
+
+// keysUnder lists the backend's keys under prefix, sorted.
+func (h *queueHarness) keysUnder(prefix string) []string {
+	h.t.Helper()
+	var keys []string
+	require.NoError(h.t, h.backend.List(context.Background(), prefix, func(o storage.Object) error {
+		keys = append(keys, o.Key)
+		return nil
+	}))
+	slices.Sort(keys)
+	return keys
 }
