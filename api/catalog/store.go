@@ -523,12 +523,7 @@ func (s *Store) ShareOpens(ctx context.Context, track uuid.UUID, tokenHash []byt
 // takes it to stop the collection before it uploads, and to make the
 // package the track's (FinishHLS).
 func (s *Store) WithPackageLock(ctx context.Context, prefix string, fn func(locked *Store) error) error {
-	return pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "hls-package:"+prefix); err != nil {
-			return fmt.Errorf("cannot lock package %s: %w", prefix, err)
-		}
-		return fn(&Store{pool: s.pool, primary: tx, read: tx})
-	})
+	return s.withLock(ctx, "hls-package:"+prefix, fn)
 }
 
 // WithAudioLock runs fn while holding a lock on the track's audio, so that
@@ -538,9 +533,15 @@ func (s *Store) WithPackageLock(ctx context.Context, prefix string, fn func(lock
 // second connection, which with uploads finishing together would wait
 // for a pool their locks hold.
 func (s *Store) WithAudioLock(ctx context.Context, id uuid.UUID, fn func(locked *Store) error) error {
+	return s.withLock(ctx, "audio:"+id.String(), fn)
+}
+
+// withLock runs fn in a transaction holding the advisory lock named key,
+// with a Store on that transaction.
+func (s *Store) withLock(ctx context.Context, key string, fn func(locked *Store) error) error {
 	return pgx.BeginFunc(ctx, s.primary, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "audio:"+id.String()); err != nil {
-			return fmt.Errorf("cannot lock the audio of track %s: %w", id, err)
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, key); err != nil {
+			return fmt.Errorf("cannot take the lock %s: %w", key, err)
 		}
 		return fn(&Store{pool: s.pool, primary: tx, read: tx})
 	})
