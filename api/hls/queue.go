@@ -231,29 +231,38 @@ type packageWorker struct {
 
 // Work packages one track: fetch the original to a temporary file, make
 // the package, upload init and segments, then media playlists, then the
-// master, and only then flip the row to ready.
+// master, and only then flip the row to ready. A refresh (api
+// repackage) does the same for a ready track, which serves its package
+// all along and is never marked otherwise.
 func (w *packageWorker) Work(ctx context.Context, job *river.Job[PackageArgs]) error {
 	a := job.Args
-	if a.Refresh {
-		return w.refresh(ctx, job)
-	}
 	start := time.Now()
-	t, err := w.store.StartHLS(ctx, a.TrackID, a.SourceSHA256)
-	if errors.Is(err, catalog.ErrNotFound) {
-		w.metrics.obsolete.Inc()
-		return river.JobCancel(errors.New("the track was deleted or has new audio"))
+	var t catalog.Track
+	var progress func(int)
+	var err error
+	if a.Refresh {
+		t, err = w.refreshable(ctx, a)
+	} else {
+		t, err = w.store.StartHLS(ctx, a.TrackID, a.SourceSHA256)
+		lastReported := 0
+		progress = func(pct int) {
+			// Every update notifies the signers; a few are enough.
+			if pct >= lastReported+10 {
+				lastReported = pct
+				_ = w.store.HLSProgress(ctx, a.TrackID, a.SourceSHA256, pct)
+			}
+		}
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errUpToDate):
+		return nil
+	case errors.Is(err, catalog.ErrNotFound):
+		w.metrics.obsolete.Inc()
+		return river.JobCancel(errObsolete)
+	case err != nil:
 		return err
 	}
-	lastReported := 0
-	err = w.publish(ctx, a, t, func(pct int) {
-		// Every update notifies the signers; a few are enough.
-		if pct >= lastReported+10 {
-			lastReported = pct
-			_ = w.store.HLSProgress(ctx, a.TrackID, a.SourceSHA256, pct)
-		}
-	})
+	err = w.publish(ctx, a, t, progress)
 	if errors.Is(err, errObsolete) {
 		w.metrics.obsolete.Inc()
 		return river.JobCancel(err)
@@ -344,45 +353,26 @@ func (w *packageWorker) stopCollections(ctx context.Context, prefix string) erro
 	})
 }
 
-// refresh re-packages a ready track with this worker's settings (api
-// repackage): its package is served all along, and the new one replaces
-// it once stored, as new audio's would. The track's HLS state is never
-// touched on failure: it still has a package.
-func (w *packageWorker) refresh(ctx context.Context, job *river.Job[PackageArgs]) error {
-	a := job.Args
+// errUpToDate ends a refresh of a package already made with the
+// worker's settings.
+var errUpToDate = errors.New("the package is made with these settings")
+
+// refreshable is the track a refresh re-packages: ready, with the audio
+// the job was made for (catalog.ErrNotFound otherwise: deleted, or given
+// new audio that a job of its own packages), and a package made with
+// other settings (errUpToDate otherwise).
+func (w *packageWorker) refreshable(ctx context.Context, a PackageArgs) (catalog.Track, error) {
 	t, err := w.store.TrackForUpdate(ctx, a.TrackID)
-	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
-		return err
+	if err != nil {
+		return t, err
 	}
-	if err != nil || t.SHA256 == nil || *t.SHA256 != a.SourceSHA256 || t.HLSStatus != catalog.HLSReady {
-		// Deleted, or given new audio that a job of its own packages.
-		w.metrics.obsolete.Inc()
-		return river.JobCancel(errors.New("the track no longer has a ready package of this audio"))
+	if t.SHA256 == nil || *t.SHA256 != a.SourceSHA256 || t.HLSStatus != catalog.HLSReady {
+		return t, catalog.ErrNotFound
 	}
 	if *t.HLSPrefix == PackagePrefix(a.TrackID, w.packager.ID(a.SourceSHA256)) {
-		return nil // already made with these settings
+		return t, errUpToDate
 	}
-	start := time.Now()
-	err = w.publish(ctx, a, t, nil)
-	switch {
-	case errors.Is(err, errObsolete):
-		w.metrics.obsolete.Inc()
-		return river.JobCancel(err)
-	case err != nil && errors.Is(ctx.Err(), context.Canceled):
-		w.metrics.interrupted.Inc()
-		return river.JobSnooze(0)
-	case errors.Is(err, ErrBadInput):
-		w.metrics.failed.Inc()
-		w.log.Warn("re-packaging failed; the track keeps its package", "track", a.TrackID, "err", err)
-		return river.JobCancel(err)
-	case err != nil:
-		w.metrics.failed.Inc()
-		w.log.Warn("re-packaging failed; the track keeps its package", "track", a.TrackID, "attempt", job.Attempt, "err", err)
-		return err
-	}
-	w.metrics.ok.Inc()
-	w.metrics.duration.UpdateDuration(start)
-	return nil
+	return t, nil
 }
 
 // PackagePrefix is where a track's package lives.
@@ -394,22 +384,26 @@ func PackagePrefix(track uuid.UUID, packageID string) string {
 // track what happens next. Faults of the input are final. A worker that
 // is stopping interrupts its jobs: they are requeued without counting
 // as an attempt. Anything else is retried by the queue, with the track
-// queued and the error shown, until the last attempt fails it.
+// queued and the error shown, until the last attempt fails it. A
+// refresh's track shows nothing: it keeps the package it has.
 func (w *packageWorker) fail(ctx context.Context, a PackageArgs, err error, job *river.Job[PackageArgs]) error {
-	record := func(err error) {
-		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+	// The job's context is done: its updates need their own.
+	still := context.WithoutCancel(ctx)
+	record := func(update func(context.Context, uuid.UUID, string, string) error, reason string) {
+		if a.Refresh {
+			return
+		}
+		if err := update(still, a.TrackID, a.SourceSHA256, reason); err != nil && !errors.Is(err, catalog.ErrNotFound) {
 			w.log.Error("cannot record the end of a packaging attempt", "track", a.TrackID, "err", err)
 		}
 	}
-	// The job's context is done: its updates need their own.
-	still := context.WithoutCancel(ctx)
 	// A job timeout ends the context with DeadlineExceeded; only Stop
 	// (StopTimeout) cancels it. river would requeue a job that returns
 	// context.Canceled then, but what failed here need not wrap it.
 	if errors.Is(ctx.Err(), context.Canceled) {
 		w.metrics.interrupted.Inc()
-		w.log.Info("packaging interrupted: the worker is stopping", "track", a.TrackID)
-		record(w.store.RequeueHLS(still, a.TrackID, a.SourceSHA256, ""))
+		w.log.Info("packaging interrupted: the worker is stopping", "track", a.TrackID, "refresh", a.Refresh)
+		record(w.store.RequeueHLS, "")
 		return river.JobSnooze(0)
 	}
 	w.metrics.failed.Inc()
@@ -421,15 +415,15 @@ func (w *packageWorker) fail(ctx context.Context, a PackageArgs, err error, job 
 		}
 		reason = reason[:cut]
 	}
-	w.log.Warn("packaging failed", "track", a.TrackID, "attempt", job.Attempt, "err", err)
+	w.log.Warn("packaging failed", "track", a.TrackID, "refresh", a.Refresh, "attempt", job.Attempt, "err", err)
 	switch {
 	case errors.Is(err, ErrBadInput):
-		record(w.store.FailHLS(still, a.TrackID, a.SourceSHA256, reason))
+		record(w.store.FailHLS, reason)
 		return river.JobCancel(err)
 	case job.Attempt < job.MaxAttempts:
-		record(w.store.RequeueHLS(still, a.TrackID, a.SourceSHA256, reason))
+		record(w.store.RequeueHLS, reason)
 	default:
-		record(w.store.FailHLS(still, a.TrackID, a.SourceSHA256, reason))
+		record(w.store.FailHLS, reason)
 	}
 	return err
 }
