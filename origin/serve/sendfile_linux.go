@@ -52,6 +52,18 @@ type sendConn struct {
 // for the whole transfer.
 const maxSendfileChunk = 4 << 20
 
+// firstSendfileChunk is what the first sendfile(2) of a body is asked
+// for: a body larger than it leaves in two calls or more. Measured with
+// originbench's ~100 KB segments over loopback, one call per segment
+// spent about 17% of the origin's CPU in tcp_write_xmit with interrupts
+// disabled, and a split at 60 to 80 KiB cut that to about 5%: 20% less
+// CPU per request and 8 to 15% more requests a second, at the price of
+// one system call. Splits of 16 and 32 KiB gained nothing, and 64 KiB
+// for every call made 1 MiB ranges slower (16 calls each), so only the
+// first call is shortened. A 64 KiB packet is what loopback and TSO
+// carry at most, so the first call still ends on a full one.
+const firstSendfileChunk = 64 << 10
+
 func (c *sendConn) headersBeforeFile() { c.more.Store(true) }
 
 func (c *sendConn) fileSent() { c.more.Store(false) }
@@ -97,7 +109,11 @@ func (c *sendConn) sendFile(fd int, offset, length int64) (int64, error) {
 	var err error
 	rerr := c.raw.Write(func(sock uintptr) bool {
 		for length > 0 {
-			m, e := unix.Sendfile(int(sock), fd, &offset, int(min(length, maxSendfileChunk)))
+			chunk := int64(maxSendfileChunk)
+			if sent == 0 {
+				chunk = firstSendfileChunk
+			}
+			m, e := unix.Sendfile(int(sock), fd, &offset, int(min(length, chunk)))
 			if m > 0 {
 				sent += int64(m)
 				length -= int64(m)

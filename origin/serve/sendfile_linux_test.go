@@ -77,14 +77,15 @@ func sendfileOrigin(t *testing.T, cfg Config, wrap bool, sizes ...int) (addr str
 	return inner.Addr().String(), keys, data, ln
 }
 
-// Bodies on both sides of the sendfile threshold, whole and in ranges,
+// Bodies on both sides of the sendfile threshold and of the first
+// sendfile call's length, whole and in ranges,
 // arrive byte for byte on one keep-alive connection, sent with sendfile
 // or copied, and no answer leaves MSG_MORE armed for the next: that
 // would hold a small answer's only packet for 200 ms.
 func TestSendfileAnswers(t *testing.T) {
 	for _, wrap := range []bool{true, false} {
 		t.Run(fmt.Sprintf("sendfile=%v", wrap), func(t *testing.T) {
-			addr, keys, data, ln := sendfileOrigin(t, Config{}, wrap, 100, sendfileAbove, sendfileAbove+1, 100_000, 3<<20)
+			addr, keys, data, ln := sendfileOrigin(t, Config{}, wrap, 100, sendfileAbove, sendfileAbove+1, 100_000, 3<<20, firstSendfileChunk, firstSendfileChunk+1)
 			c, err := net.Dial("tcp", addr)
 			require.NoError(t, err)
 			defer c.Close()
@@ -104,6 +105,10 @@ func TestSendfileAnswers(t *testing.T) {
 				{"GET", "bytes=-20000", 3, data[3][100_000-20000:]},
 				{"HEAD", "", 4, nil},
 				{"GET", "", 3, data[3]},
+				{"GET", "", 5, data[5]},
+				{"GET", "", 6, data[6]},
+				{"GET", "bytes=1-", 6, data[6][1:]},
+				{"GET", fmt.Sprintf("bytes=7-%d", firstSendfileChunk+7), 4, data[4][7 : firstSendfileChunk+8]},
 			} {
 				req := fmt.Sprintf("%s /%s HTTP/1.1\r\nHost: origin\r\n", r.method, keys[r.object])
 				if r.rangeHeader != "" {
