@@ -211,6 +211,15 @@ func (s *Server) deleteTrack(c context.Context, ctx *fasthttp.RequestCtx) {
 	// the same transaction); the bytes follow.
 	s.deleteObjects(c, t)
 	committed()
+	if _, ok := s.purger.(purge.TxPurger); ok {
+		// The purge committed with the delete may have run before the
+		// bytes were gone, and a player with a URL signed before the
+		// delete may have filled the edge again from the origin since.
+		// Once the origin has nothing left to give, one more purge
+		// leaves the edge nothing to serve. Should this one be lost,
+		// what stays cached expires with the edge's copy.
+		s.purger.Purge(c, t.CDNPaths())
+	}
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
