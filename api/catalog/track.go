@@ -182,6 +182,10 @@ func OriginalKey(track uuid.UUID, sha256hex, ext string) string {
 	return "tracks/" + track.String() + "/" + sha256hex + "." + ext
 }
 
+// HLSDir is the prefix under which every HLS package of a track lives,
+// "hls/{id}/" (SPEC §6): one package is HLSDir(id) + its package id.
+func HLSDir(id uuid.UUID) string { return "hls/" + id.String() + "/" }
+
 // UploadsPrefix holds uploads on their way in: each is stored under a
 // key of its own here, then renamed to its OriginalKey. No row ever
 // names a key under it, so what is left here is an interrupted upload's.
@@ -236,7 +240,7 @@ func truncate(s string, n int) string {
 // CDNPaths are the object paths a CDN may hold for the track: its
 // original and, as a prefix, every package of it.
 func (t Track) CDNPaths() []string {
-	paths := []string{"hls/" + t.ID.String() + "/"}
+	paths := []string{HLSDir(t.ID)}
 	if t.ObjectKey != nil {
 		paths = append([]string{*t.ObjectKey}, paths...)
 	}

@@ -377,7 +377,7 @@ func (w *packageWorker) refreshable(ctx context.Context, a PackageArgs) (catalog
 
 // PackagePrefix is where a track's package lives.
 func PackagePrefix(track uuid.UUID, packageID string) string {
-	return "hls/" + track.String() + "/" + packageID
+	return catalog.HLSDir(track) + packageID
 }
 
 // fail ends an attempt that did not make a package, and shows on the
@@ -495,7 +495,7 @@ type collectWorker struct {
 // uploads after the delete (packageWorker.stopCollections).
 func (w *collectWorker) Work(ctx context.Context, job *river.Job[CollectArgs]) error {
 	a := job.Args
-	if !strings.HasPrefix(a.Prefix, "hls/"+a.TrackID.String()+"/") {
+	if !strings.HasPrefix(a.Prefix, catalog.HLSDir(a.TrackID)) {
 		return river.JobCancel(fmt.Errorf("prefix %q is not under the track", a.Prefix))
 	}
 	b, ok := w.backends[a.Backend]

@@ -255,7 +255,7 @@ func (s *Server) deleteObjects(c context.Context, t catalog.Track) {
 			}
 		}
 		var keys []string
-		err := b.List(c, "hls/"+t.ID.String()+"/", func(o storage.Object) error {
+		err := b.List(c, catalog.HLSDir(t.ID), func(o storage.Object) error {
 			keys = append(keys, o.Key)
 			return nil
 		})
