@@ -155,7 +155,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	waitForHLS(ctx, env, demo)
+	waitForHLS(ctx, env, &demo)
 	printWelcome(env, demo)
 
 	select {
@@ -181,6 +181,10 @@ func loadEnv(data string) (map[string]string, error) {
 		"PLAYGATE_PG_PORT":      "54329",
 		"LOG_LEVEL":             "info",
 		"EDGE_ADDR":             "127.0.0.1:8083",
+		// The lossless tier is opt-in for operators (it multiplies what
+		// a listener who picks it costs at the CDN); here it shows, on
+		// the FLAC demo track, what the player page's choice does.
+		"HLS_RENDITIONS": "64k,128k,256k,flac",
 	}
 	secretsFile := filepath.Join(data, "secrets.env")
 	if _, err := os.Stat(secretsFile); errors.Is(err, os.ErrNotExist) {
@@ -277,6 +281,9 @@ func waitReady(ctx context.Context, s service, exited <-chan string) error {
 type demoTrack struct {
 	ID    string
 	Token string
+	Audio string // the uploaded file, under .data
+	// Lossless: the track's package has the FLAC tier.
+	Lossless bool
 }
 
 // ensureDemoTrack uploads a generated track once and reuses it after.
@@ -287,20 +294,25 @@ func ensureDemoTrack(ctx context.Context, data string, env map[string]string) (d
 	}
 	api := "http://" + hostPort(env["API_ADDR"])
 	idFile := filepath.Join(data, "demo-track-id")
+	// A .data from before the demo was FLAC keeps its MP3 demo.
+	audio, contentType := filepath.Join(data, "demo.mp3"), "audio/mpeg"
+	if _, err := os.Stat(audio); err != nil {
+		audio, contentType = filepath.Join(data, "demo.flac"), "audio/flac"
+	}
 	if b, err := os.ReadFile(idFile); err == nil {
 		id := strings.TrimSpace(string(b))
 		if status, _, _ := call(ctx, "GET", api+"/v1/tracks/"+id, token, "", nil); status == http.StatusOK {
-			return demoTrack{ID: id, Token: token}, nil
+			return demoTrack{ID: id, Token: token, Audio: audio}, nil
 		}
 	}
 
-	audio := filepath.Join(data, "demo.mp3")
 	if _, err := os.Stat(audio); err != nil {
 		say("generating a 30 s demo track with ffmpeg")
-		// A short arpeggio, so seeking is audible.
+		// A short arpeggio, so seeking is audible; FLAC, so that its
+		// package has the lossless tier.
 		src := "sine=f=440:d=30,volume=0.3[a];sine=f=554.37:d=30,volume=0.2[b];sine=f=659.25:d=30,volume=0.2[c];[a][b][c]amix=inputs=3"
 		if err := runCmd(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex", src,
-			"-c:a", "libmp3lame", "-b:a", "192k", audio); err != nil {
+			"-c:a", "flac", "-sample_fmt", "s16", "-ar", "44100", audio); err != nil {
 			return demoTrack{}, fmt.Errorf("%w (install ffmpeg: make deps)", err)
 		}
 	}
@@ -321,30 +333,33 @@ func ensureDemoTrack(ctx context.Context, data string, env map[string]string) (d
 	}
 	defer f.Close()
 	say("uploading the demo track %s", tr.ID)
-	status, resp, err = call(ctx, "PUT", api+"/v1/tracks/"+tr.ID+"/audio", token, "audio/mpeg", f)
+	status, resp, err = call(ctx, "PUT", api+"/v1/tracks/"+tr.ID+"/audio", token, contentType, f)
 	if err != nil || status != http.StatusOK {
 		return demoTrack{}, fmt.Errorf("cannot upload the demo track: %d %s %v", status, resp, err)
 	}
 	if err := os.WriteFile(idFile, []byte(tr.ID+"\n"), 0o644); err != nil {
 		return demoTrack{}, err
 	}
-	return demoTrack{ID: tr.ID, Token: token}, nil
+	return demoTrack{ID: tr.ID, Token: token, Audio: audio}, nil
 }
 
 // waitForHLS waits for the demo track's package, so the printed HLS
-// commands work when they are printed.
-func waitForHLS(ctx context.Context, env map[string]string, d demoTrack) {
+// commands work when they are printed, and notes whether it has the
+// lossless tier.
+func waitForHLS(ctx context.Context, env map[string]string, d *demoTrack) {
 	api := "http://" + hostPort(env["API_ADDR"])
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		_, body, err := call(ctx, "GET", api+"/v1/tracks/"+d.ID, d.Token, "", nil)
 		var tr struct {
-			HLSStatus string  `json:"hls_status"`
-			HLSError  *string `json:"hls_error"`
+			HLSStatus   string  `json:"hls_status"`
+			HLSError    *string `json:"hls_error"`
+			HLSLossless bool    `json:"hls_lossless"`
 		}
 		if err == nil && json.Unmarshal(body, &tr) == nil {
 			switch tr.HLSStatus {
 			case "ready":
+				d.Lossless = tr.HLSLossless
 				return
 			case "failed":
 				say("the demo track's HLS packaging failed: %v", tr.HLSError)
@@ -366,6 +381,14 @@ func waitForHLS(ctx context.Context, env map[string]string, d demoTrack) {
 func printWelcome(env map[string]string, d demoTrack) {
 	api := "http://" + hostPort(env["API_ADDR"])
 	signer := "http://" + hostPort(env["SIGNER_ADDR"])
+	audio := filepath.Base(d.Audio)
+	lossless := ""
+	if d.Lossless {
+		lossless = fmt.Sprintf(`
+  # its lossless tier (FLAC first), which listeners opt in to
+  ffmpeg -hide_banner -i '%s/v1/tracks/%s/hls?quality=lossless' -map 0:a:0 -f null -
+`, signer, d.ID)
+	}
 	fmt.Printf(`
 playgate is running: api %s, signer %s, origin http://%s.
 
@@ -376,14 +399,14 @@ Try:
   export TOKEN=%s
 
   # play the demo track: the signer answers 302 to a signed origin URL
-  curl -sL -o demo.mp3 %s/v1/tracks/%s/stream && ls -l demo.mp3
+  curl -sL -o %s %s/v1/tracks/%s/stream && ls -l %s
   curl -sL -r 1000-1999 %s/v1/tracks/%s/stream | wc -c      # a byte range
   curl -si %s/v1/tracks/%s/stream | grep -i '^location'      # the signed URL
 
   # play its HLS package (made by the packaging worker) with ffmpeg as the player
   curl -si %s/v1/tracks/%s/hls | grep -i '^location'
   ffmpeg -hide_banner -i %s/v1/tracks/%s/hls -map 0:a:0 -map 0:a:1 -map 0:a:2 -f null -
-
+%s
   # the demo track's metadata, and your tracks (as user %q)
   curl -s %s/v1/tracks/%s
   curl -s -H "Authorization: Bearer $TOKEN" '%s/v1/tracks?owner=me'
@@ -391,16 +414,16 @@ Try:
   # create a track and upload audio to it
   ID=$(curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -d '{"title":"My song","artist":"Me","visibility":"public"}' %s/v1/tracks | sed 's/.*"id":"\([^"]*\)".*/\1/')
-  curl -s -X PUT -H "Authorization: Bearer $TOKEN" --data-binary @.data/demo.mp3 %s/v1/tracks/$ID/audio
+  curl -s -X PUT -H "Authorization: Bearer $TOKEN" --data-binary @.data/%s %s/v1/tracks/$ID/audio
 
   # a token for another user
   AUTH_JWT_SECRET=%s .data/bin/api token --sub alice
 
 Press Ctrl-C to stop everything.
 `, api, signer, hostPort(env["ORIGIN_ADDR"]), api, d.Token,
-		signer, d.ID, signer, d.ID, signer, d.ID,
-		signer, d.ID, signer, d.ID,
-		demoUser, api, d.ID, api, api, api, env["AUTH_JWT_SECRET"])
+		audio, signer, d.ID, audio, signer, d.ID, signer, d.ID,
+		signer, d.ID, signer, d.ID, lossless,
+		demoUser, api, d.ID, api, api, audio, api, env["AUTH_JWT_SECRET"])
 }
 
 func call(ctx context.Context, method, url, token, contentType string, body io.Reader) (int, []byte, error) {
