@@ -184,6 +184,10 @@ func parseFloorRange(spec string, size int64) (first, last int64, ok bool) {
 	return first, min(last, size-1), true
 }
 
+// firstSendfileChunk is what the origin asks its first sendfile of a body
+// for (origin/serve), so that the floor makes the same system calls.
+const firstSendfileChunk = 64 << 10
+
 // sendFloor sends the headers with MSG_MORE and length bytes of fd from
 // offset with sendfile, waiting in Go's poller when the socket is full.
 func sendFloor(raw syscall.RawConn, headers []byte, fd int, offset, length int64) bool {
@@ -200,8 +204,12 @@ func sendFloor(raw syscall.RawConn, headers []byte, fd int, offset, length int64
 				return true
 			}
 		}
-		for length > 0 {
-			n, err := unix.Sendfile(int(sock), fd, &offset, int(length))
+		for sent := false; length > 0; sent = true {
+			chunk := length
+			if !sent {
+				chunk = min(length, firstSendfileChunk)
+			}
+			n, err := unix.Sendfile(int(sock), fd, &offset, int(chunk))
 			length -= int64(max(n, 0))
 			switch {
 			case err == unix.EAGAIN:

@@ -22,15 +22,20 @@ func objectKey(rawPath string) (string, error) {
 	if len(rawPath) < 2 || rawPath[0] != '/' {
 		return "", errBadPath
 	}
-	lower := strings.ToLower(rawPath)
-	for _, bad := range []string{"%2f", "%5c", "%00", "\\", "\x00"} {
-		if strings.Contains(lower, bad) {
+	p := rawPath[1:]
+	// Keys the system makes need no escapes; a path without any is its
+	// key as it is. Backslashes and NULs, raw, ValidateKey refuses.
+	if strings.IndexByte(p, '%') >= 0 {
+		lower := strings.ToLower(p)
+		for _, bad := range []string{"%2f", "%5c", "%00"} {
+			if strings.Contains(lower, bad) {
+				return "", errBadPath
+			}
+		}
+		var err error
+		if p, err = url.PathUnescape(p); err != nil {
 			return "", errBadPath
 		}
-	}
-	p, err := url.PathUnescape(rawPath[1:])
-	if err != nil {
-		return "", errBadPath
 	}
 	if storage.ValidateKey(p) != nil {
 		return "", errBadPath

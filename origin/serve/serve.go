@@ -309,11 +309,11 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 		cacheControl = s.playlist
 		h.Set(fasthttp.HeaderVary, "Accept-Encoding")
 	}
-	h.Set(fasthttp.HeaderAcceptRanges, "bytes")
-	h.Set(fasthttp.HeaderCacheControl, cacheControl)
+	h.SetCanonical(hdrAcceptRanges, valBytes)
+	h.SetCanonical(hdrCacheControl, []byte(cacheControl))
 	if !obj.ModTime.IsZero() {
 		var buf [len(http.TimeFormat)]byte
-		h.SetBytesV(fasthttp.HeaderLastModified, obj.ModTime.UTC().AppendFormat(buf[:0], http.TimeFormat))
+		h.SetCanonical(hdrLastModified, obj.ModTime.UTC().AppendFormat(buf[:0], http.TimeFormat))
 	}
 	if name := ctx.QueryArgs().Peek("download"); len(name) > 0 {
 		h.Set(fasthttp.HeaderContentDisposition, mime.FormatMediaType("attachment", map[string]string{"filename": string(name)}))
@@ -334,7 +334,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 		s.gzipPlaylist(ctx, rc, b, key, etag, cond.ifNoneMatch)
 		return
 	}
-	h.Set(fasthttp.HeaderETag, etag)
+	h.SetCanonical(hdrETag, []byte(etag))
 
 	switch cond.evaluate(etag, obj.ModTime) {
 	case notModified:
@@ -533,14 +533,14 @@ func (s *Server) cors(ctx *fasthttp.RequestCtx) {
 	origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin)
 	switch {
 	case s.corsAny:
-		h.Set(fasthttp.HeaderAccessControlAllowOrigin, "*")
+		h.SetCanonical(hdrAllowOrigin, valAnyOrigin)
 	case len(origin) > 0 && slices.Contains(s.cfg.CORSOrigins, string(origin)):
 		h.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
 		h.Add(fasthttp.HeaderVary, "Origin")
 	default:
 		return
 	}
-	h.Set(fasthttp.HeaderAccessControlExposeHeaders, "Content-Length, Content-Range, Accept-Ranges, ETag, Age")
+	h.SetCanonical(hdrExposeHeaders, valExposed)
 }
 
 func (s *Server) preflight(ctx *fasthttp.RequestCtx) {
@@ -619,3 +619,18 @@ func (r *streamReader) Close() error {
 	r.end()
 	return err
 }
+
+// Response headers the origin sets on every answer, as names in the form
+// fasthttp keeps them in ("Etag", not "ETag": Del and Peek normalize to
+// it): SetCanonical then skips normalizing them again per request.
+var (
+	hdrAcceptRanges  = []byte("Accept-Ranges")
+	hdrCacheControl  = []byte("Cache-Control")
+	hdrLastModified  = []byte("Last-Modified")
+	hdrETag          = []byte("Etag")
+	hdrAllowOrigin   = []byte("Access-Control-Allow-Origin")
+	hdrExposeHeaders = []byte("Access-Control-Expose-Headers")
+	valBytes         = []byte("bytes")
+	valAnyOrigin     = []byte("*")
+	valExposed       = []byte("Content-Length, Content-Range, Accept-Ranges, ETag, Age")
+)

@@ -206,6 +206,12 @@ func TestRFC9110(t *testing.T) {
 				t.Run(c.name, func(t *testing.T) {
 					r := f.do(t, "GET", orig, c.header...)
 					require.Equal(t, c.status, r.status)
+					if c.status >= 400 {
+						// A refusal carries no validator a cache could keep it by.
+						assert.Empty(t, r.header.Get("ETag"))
+						assert.Empty(t, r.header.Get("Last-Modified"))
+						assert.Equal(t, "no-store", r.header.Get("Cache-Control"))
+					}
 					switch c.status {
 					case 416:
 						assert.Equal(t, fmt.Sprintf("bytes */%d", size), r.header.Get("Content-Range"))

@@ -127,6 +127,7 @@ func (f *LocalFile) Reused() bool { return f.reused }
 type sharedFile struct {
 	fd   int
 	info fileInfo
+	obj  Object // described once, for every read of it
 	refs atomic.Int32
 	// checked is when the file's status was last looked at, as a
 	// duration since its beneath's start (monotonic, and one atomic word).
@@ -205,6 +206,9 @@ func (l *Local) OpenFile(key string) (*LocalFile, Object, error) {
 		return nil, Object{}, ErrNotFound // a directory is not an object
 	}
 	f.size, f.n = fi.size, fi.size
+	if f.shared != nil {
+		return f, f.shared.obj, nil
+	}
 	return f, fileObject(key, fi), nil
 }
 

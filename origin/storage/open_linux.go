@@ -67,7 +67,7 @@ func (b *beneath) open(key string) (f *LocalFile, fi fileInfo, ok bool, err erro
 			if b.kept == nil || !fi.regular {
 				return &LocalFile{fd: fd}, fi, true, nil
 			}
-			sf := &sharedFile{fd: fd, info: fi}
+			sf := &sharedFile{fd: fd, info: fi, obj: fileObject(key, fi)}
 			sf.refs.Store(1) // this read's
 			sf.checked.Store(int64(time.Since(b.start)))
 			b.kept.put(key, sf)

@@ -77,19 +77,30 @@ type Sweeper interface {
 // empty, "." or ".." segments, no leading or trailing slash, no
 // backslashes, control characters or invalid UTF-8, no segment that starts
 // with a dot (temporary uploads use those), at most MaxKeyLen bytes.
+//
+// It reads the key once: the origin checks every request's key.
 func ValidateKey(key string) error {
-	if key == "" || len(key) > MaxKeyLen || !utf8.ValidString(key) {
+	if key == "" || len(key) > MaxKeyLen {
 		return ErrInvalidKey
 	}
+	segmentStart, ascii := true, true
 	for i := 0; i < len(key); i++ {
-		if c := key[i]; c < 0x20 || c == 0x7f || c == '\\' {
+		c := key[i]
+		switch {
+		case c < 0x20 || c == 0x7f || c == '\\':
 			return ErrInvalidKey
+		case segmentStart && (c == '/' || c == '.'): // an empty or dot segment
+			return ErrInvalidKey
+		case c >= utf8.RuneSelf:
+			ascii = false
 		}
+		segmentStart = c == '/'
 	}
-	for seg := range strings.SplitSeq(key, "/") {
-		if seg == "" || seg[0] == '.' {
-			return ErrInvalidKey
-		}
+	if segmentStart { // a trailing slash
+		return ErrInvalidKey
+	}
+	if !ascii && !utf8.ValidString(key) {
+		return ErrInvalidKey
 	}
 	return nil
 }

@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/iotest"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
@@ -50,12 +52,44 @@ func TestLocalConfinesSymlinks(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// validKeyByRule is ValidateKey's rule written plainly, one condition at
+// a time: ValidateKey checks it in a single pass.
+func validKeyByRule(key string) bool {
+	if key == "" || len(key) > storage.MaxKeyLen || !utf8.ValidString(key) {
+		return false
+	}
+	if strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return false
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "" || seg[0] == '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func TestValidateKey(t *testing.T) {
+	for key, valid := range map[string]bool{
+		"tracks/a/b.mp3": true, "hls/a/p/128k/x.m4s": true, "a": true, "tracks/a/ü.mp3": true,
+		"a.b/c..d/e.": true, strings.Repeat("a", storage.MaxKeyLen): true,
+		"": false, "/a": false, "a/": false, "a//b": false, ".a": false, "a/.b": false, "a/..": false,
+		"a/./b": false, "a\\b": false, "a\x00b": false, "a\x1fb": false, "a\x7fb": false, "a/\xffb": false,
+		strings.Repeat("a", storage.MaxKeyLen+1): false,
+	} {
+		assert.Equal(t, valid, storage.ValidateKey(key) == nil, "%q", key)
+		assert.Equal(t, valid, validKeyByRule(key), "%q by the rule", key)
+	}
+}
+
 func FuzzValidateKey(f *testing.F) {
 	for _, s := range []string{"tracks/a/b.mp3", "../x", "a//b", "a/./b", "a\x00", "hls/x/.tmp", "a/b/"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, key string) {
-		if storage.ValidateKey(key) != nil {
+		err := storage.ValidateKey(key)
+		assert.Equal(t, validKeyByRule(key), err == nil, "%q: %v", key, err)
+		if err != nil {
 			return
 		}
 		// Whatever passes is a clean relative path that stays below a root.
