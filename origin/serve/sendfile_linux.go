@@ -54,14 +54,13 @@ const maxSendfileChunk = 4 << 20
 
 // firstSendfileChunk is what the first sendfile(2) of a body is asked
 // for: a body larger than it leaves in two calls or more. Measured with
-// originbench's ~100 KB segments over loopback, one call per segment
-// spent about 17% of the origin's CPU in tcp_write_xmit with interrupts
-// disabled, and a split at 60 to 80 KiB cut that to about 5%: 20% less
-// CPU per request and 8 to 15% more requests a second, at the price of
-// one system call. Splits of 16 and 32 KiB gained nothing, and 64 KiB
-// for every call made 1 MiB ranges slower (16 calls each), so only the
-// first call is shortened. A 64 KiB packet is what loopback and TSO
-// carry at most, so the first call still ends on a full one.
+// originbench's ~100 KB segments over loopback (perf, on this project's
+// 2-core VM), one call per segment spent about 17% of the origin's CPU
+// in tcp_write_xmit with interrupts disabled, and a first call of 60 to
+// 80 KiB cut that to about 5%: a fifth less CPU per request and 8 to 15%
+// more requests a second, for one more system call. First calls of 16
+// or 32 KiB gained nothing, and 64 KiB for every call made 1 MiB ranges
+// slower (16 calls each), so only the first call is shortened.
 const firstSendfileChunk = 64 << 10
 
 func (c *sendConn) headersBeforeFile() { c.more.Store(true) }
