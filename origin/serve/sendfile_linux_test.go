@@ -49,7 +49,7 @@ func (l *recordingListener) only(t *testing.T) net.Conn {
 // sendfileOrigin serves objects of the given sizes, named by their index,
 // from a local backend on a real TCP listener, wrapped by the server's
 // Listener when wrap is set.
-func sendfileOrigin(t *testing.T, cfg Config, wrap bool, sizes ...int) (addr string, keys []string, data [][]byte, ln *recordingListener) {
+func sendfileOrigin(t testing.TB, cfg Config, wrap func(*Server, net.Listener) net.Listener, sizes ...int) (addr string, keys []string, data [][]byte, ln *recordingListener) {
 	t.Helper()
 	b, err := storage.NewLocal(t.TempDir())
 	require.NoError(t, err)
@@ -67,8 +67,8 @@ func sendfileOrigin(t *testing.T, cfg Config, wrap bool, sizes ...int) (addr str
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	var served net.Listener = inner
-	if wrap {
-		served = srv.Listener(inner)
+	if wrap != nil {
+		served = wrap(srv, inner)
 	}
 	ln = &recordingListener{Listener: served}
 	hs := srv.HTTPServer()
@@ -85,7 +85,11 @@ func sendfileOrigin(t *testing.T, cfg Config, wrap bool, sizes ...int) (addr str
 func TestSendfileAnswers(t *testing.T) {
 	for _, wrap := range []bool{true, false} {
 		t.Run(fmt.Sprintf("sendfile=%v", wrap), func(t *testing.T) {
-			addr, keys, data, ln := sendfileOrigin(t, Config{}, wrap, 100, sendfileAbove, sendfileAbove+1, 100_000, 3<<20, firstSendfileChunk, firstSendfileChunk+1)
+			var listener func(*Server, net.Listener) net.Listener
+			if wrap {
+				listener = (*Server).Listener
+			}
+			addr, keys, data, ln := sendfileOrigin(t, Config{}, listener, 100, sendfileAbove, sendfileAbove+1, 100_000, 3<<20, firstSendfileChunk, firstSendfileChunk+1)
 			c, err := net.Dial("tcp", addr)
 			require.NoError(t, err)
 			defer c.Close()
@@ -140,7 +144,7 @@ func TestSendfileAnswers(t *testing.T) {
 // the connection before reading anything.
 func getLargeObject(t *testing.T, cfg Config) (c net.Conn, object []byte) {
 	t.Helper()
-	addr, keys, data, _ := sendfileOrigin(t, cfg, true, 24<<20)
+	addr, keys, data, _ := sendfileOrigin(t, cfg, (*Server).Listener, 24<<20)
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
@@ -171,4 +175,50 @@ func TestSendfileKeepsTheWriteDeadline(t *testing.T) {
 	n, err := io.Copy(io.Discard, c)
 	assert.NoError(t, err, "the server closes the connection")
 	assert.Less(t, n, int64(len(object)), "the transfer stopped at the deadline")
+}
+
+// BenchmarkSendfileSegment is a 100 KB segment served over loopback to
+// clients that read it whole, keep-alive, 16 connections at once: the
+// origin's first sendfile cut at firstSendfileChunk against one call per
+// body, for clients that read 8 KiB at a time (as wrk does) and 64 KiB.
+// make bench-origin measures the whole server against nginx.
+func BenchmarkSendfileSegment(b *testing.B) {
+	for _, first := range []int64{firstSendfileChunk, maxSendfileChunk} {
+		for _, readSize := range []int{8 << 10, 64 << 10} {
+			name := fmt.Sprintf("first=%dKiB/read=%dKiB", first>>10, readSize>>10)
+			b.Run(name, func(b *testing.B) {
+				listener := func(_ *Server, ln net.Listener) net.Listener {
+					return sendListener{Listener: ln, firstChunk: first}
+				}
+				addr, keys, data, _ := sendfileOrigin(b, Config{}, listener, 100_000)
+				req := []byte("GET /" + keys[0] + " HTTP/1.1\r\nHost: origin\r\n\r\n")
+				b.SetBytes(int64(len(data[0])))
+				b.SetParallelism(8)
+				b.RunParallel(func(pb *testing.PB) {
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer c.Close()
+					br := bufio.NewReaderSize(c, readSize)
+					for pb.Next() {
+						if _, err := c.Write(req); err != nil {
+							b.Error(err)
+							return
+						}
+						resp, err := http.ReadResponse(br, nil)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if n, err := io.Copy(io.Discard, resp.Body); err != nil || n != int64(len(data[0])) {
+							b.Errorf("read %d bytes: %v", n, err)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
 }
