@@ -178,7 +178,7 @@ func TestSendfileKeepsTheWriteDeadline(t *testing.T) {
 }
 
 // BenchmarkSendfileSegment is a 100 KB segment served over loopback to
-// clients that read it whole, keep-alive, 16 connections at once: the
+// clients that read it whole, keep-alive, 8 connections per P: the
 // origin's first sendfile cut at firstSendfileChunk against one call per
 // body, for clients that read 8 KiB at a time (as wrk does) and 64 KiB.
 // make bench-origin measures the whole server against nginx.
