@@ -99,3 +99,33 @@ func BenchmarkObjectS3(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkObjectParallel is BenchmarkObject's HEAD of a kept file from
+// every P at once: what the handler's shared state (the kept files, the
+// metrics) costs when requests run side by side.
+func BenchmarkObjectParallel(b *testing.B) {
+	const key = "hls/0190a0b4-0000-7000-8000-000000000001/p1/128k/0123456789abcdef0123456789abcdef.m4s"
+	backend, err := storage.NewLocal(b.TempDir(), storage.KeepOpen(16), storage.RecheckKeptAfter(time.Second))
+	require.NoError(b, err)
+	defer backend.Close()
+	_, err = backend.Put(context.Background(), key, bytes.NewReader(make([]byte, 100_000)), "")
+	require.NoError(b, err)
+	srv, err := New(Config{Auth: AuthNone, CORSOrigins: []string{"*"}}, []storage.Backend{backend},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.NewSet())
+	require.NoError(b, err)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var ctx fasthttp.RequestCtx
+		for pb.Next() {
+			ctx.Request.Reset()
+			ctx.Response.Reset()
+			ctx.Request.Header.SetMethod(fasthttp.MethodHead)
+			ctx.Request.SetRequestURI("/" + key)
+			srv.handler(&ctx)
+			if ctx.Response.StatusCode() != fasthttp.StatusOK {
+				b.Errorf("status %d", ctx.Response.StatusCode())
+				return
+			}
+		}
+	})
+}
