@@ -171,6 +171,9 @@ func run(ctx context.Context) error {
 	for wi, w := range []struct{ name, script string }{{"segments (~100 KB)", segScript}, {"1 MiB ranges of 10 MiB", rangeScript}} {
 		results := map[string][]loadcmp.Result{}
 		cpuPerReq := map[string][]float64{}
+		// wrk's own CPU per request: on a shared machine what one server
+		// saves can be spent by the load tool reading its answers.
+		wrkPerReq := map[string][]float64{}
 		load := loadcmp.Options{Threads: *threads, Connections: *conns, Duration: *duration, Script: w.script, CPUs: wrkCPUs}
 		for r := 0; r < *rounds; r++ {
 			for _, target := range targets {
@@ -202,12 +205,13 @@ func run(ctx context.Context) error {
 					res.ClientCPU.Seconds()/reqs*1e6, soft/reqs*1e6)
 				results[target.name] = append(results[target.name], res)
 				cpuPerReq[target.name] = append(cpuPerReq[target.name], perReq)
+				wrkPerReq[target.name] = append(wrkPerReq[target.name], res.ClientCPU.Seconds()/reqs*1e6)
 			}
 		}
 		n, o := loadcmp.Median(results["nginx"]), loadcmp.Median(results["origin"])
 		fmt.Printf("\n%s: medians of %d rounds, %d connections, %d wrk threads, %s each\n", w.name, *rounds, *conns, *threads, *duration)
-		fmt.Printf("  nginx  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req\n", n.RPS, n.P99, medianOf(cpuPerReq["nginx"]))
-		fmt.Printf("  origin %9.0f req/s  p99 %-8s server CPU %5.1f µs/req\n", o.RPS, o.P99, medianOf(cpuPerReq["origin"]))
+		fmt.Printf("  nginx  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f\n", n.RPS, n.P99, medianOf(cpuPerReq["nginx"]), medianOf(wrkPerReq["nginx"]))
+		fmt.Printf("  origin %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f\n", o.RPS, o.P99, medianOf(cpuPerReq["origin"]), medianOf(wrkPerReq["origin"]))
 		// Each round measures nginx and the origin a few seconds apart, so
 		// its own ratio is less exposed to the machine's drift between
 		// rounds than the ratio of the medians is.
@@ -219,8 +223,8 @@ func run(ctx context.Context) error {
 			o.RPS/n.RPS, formatRatios(roundRatios), medianOf(roundRatios))
 		if *withFloor {
 			f := loadcmp.Median(results["floor"])
-			fmt.Printf("  floor  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  (origin/floor %.2f, floor/nginx %.2f)\n",
-				f.RPS, f.P99, medianOf(cpuPerReq["floor"]), o.RPS/f.RPS, f.RPS/n.RPS)
+			fmt.Printf("  floor  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f  (origin/floor %.2f, floor/nginx %.2f)\n",
+				f.RPS, f.P99, medianOf(cpuPerReq["floor"]), medianOf(wrkPerReq["floor"]), o.RPS/f.RPS, f.RPS/n.RPS)
 		}
 		fmt.Println()
 	}
