@@ -299,12 +299,11 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 	}
 
 	h := &ctx.Response.Header
-	etag := `"` + obj.ETag + `"`
-	cacheControl := "public, max-age=60"
+	tag, cacheControl := obj.ETag, "public, max-age=60"
 	if hash, ok := contentHash(key); ok {
-		etag = `"` + hash + `"`
-		cacheControl = s.immutable
+		tag, cacheControl = hash, s.immutable
 	}
+	etag := `"` + tag + `"`
 	if isPlaylist(key) {
 		cacheControl = s.playlist
 		h.Set(fasthttp.HeaderVary, "Accept-Encoding")
