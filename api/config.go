@@ -31,6 +31,10 @@ type Config struct {
 	CDNProvider       string        `envconfig:"CDN_PROVIDER" default:"bunny"`
 	CDNEnabled        bool          `envconfig:"CDN_ENABLED"`
 	CDNBaseURL        string        `envconfig:"CDN_BASE_URL"`
+	// The signer's: how long a URL it signed may work, which is how long
+	// after a delete the api purges the track's paths once more.
+	CDNTokenTTL    time.Duration `envconfig:"CDN_TOKEN_TTL" default:"1h"`
+	CDNTokenBucket time.Duration `envconfig:"CDN_TOKEN_BUCKET" default:"5m"`
 
 	// Purging (SPEC §4.6).
 	CDNAPIKey                string `envconfig:"CDN_API_KEY"` // Bunny account API key
@@ -78,6 +82,9 @@ func (c *Config) Validate() error {
 	if c.UploadConcurrency < 1 {
 		errs = append(errs, errors.New("UPLOAD_CONCURRENCY must be at least 1"))
 	}
+	if c.CDNTokenTTL < 0 || c.CDNTokenBucket < 0 {
+		errs = append(errs, errors.New("CDN_TOKEN_TTL and CDN_TOKEN_BUCKET must not be negative"))
+	}
 	if c.WorkerConcurrency < 0 {
 		errs = append(errs, errors.New("WORKER_CONCURRENCY must not be negative"))
 	}
@@ -88,6 +95,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("HLS_MAX_DURATION, HLS_JOB_TIMEOUT and HLS_COLLECT_AFTER must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// signedURLLifetime is the longest a URL the signer signed keeps working:
+// its expiry is CDN_TOKEN_TTL away, rounded up to CDN_TOKEN_BUCKET, and a
+// minute more covers clocks that disagree.
+func (c *Config) signedURLLifetime() time.Duration {
+	return c.CDNTokenTTL + c.CDNTokenBucket + time.Minute
 }
 
 // sweepMargin covers an upload's promotion, which follows its last byte

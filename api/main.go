@@ -196,6 +196,7 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 		UploadConcurrency: cfg.UploadConcurrency,
 		SignerURL:         cfg.SignerPublicURL,
 		WriteBackend:      cfg.TrackStorageBackend,
+		PurgeAgainAfter:   cfg.signedURLLifetime(),
 	}, httpapi.Deps{
 		Store:    store,
 		Backends: backends,

@@ -71,14 +71,16 @@ func TestServeReportsEveryConfigProblem(t *testing.T) {
 	t.Setenv("UPLOAD_CONCURRENCY", "0")
 	t.Setenv("UPLOAD_TIMEOUT", "2h")
 	t.Setenv("UPLOAD_SWEEP_AFTER", "2h")
+	t.Setenv("CDN_TOKEN_BUCKET", "-5m")
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"serve"}, &out, &out)
 	require.Error(t, err)
 	for _, want := range []string{"DATABASE_URL is required", "TRACK_STORAGE_BACKEND must be local or s3", "UPLOAD_MAX_BYTES must be positive",
-		"UPLOAD_CONCURRENCY must be at least 1", "UPLOAD_SWEEP_AFTER must be at least UPLOAD_TIMEOUT plus 10 minutes"} {
+		"UPLOAD_CONCURRENCY must be at least 1", "UPLOAD_SWEEP_AFTER must be at least UPLOAD_TIMEOUT plus 10 minutes",
+		"CDN_TOKEN_TTL and CDN_TOKEN_BUCKET must not be negative"} {
 		assert.Contains(t, err.Error(), want)
 	}
-	assert.Equal(t, 6, strings.Count(err.Error(), "\n")+1, "a heading and one line per problem: %s", err)
+	assert.Equal(t, 7, strings.Count(err.Error(), "\n")+1, "a heading and one line per problem: %s", err)
 }
 
 func TestServeRefusesAShortSecret(t *testing.T) {
@@ -194,7 +196,10 @@ func TestRepackageCommand(t *testing.T) {
 
 // CDN purges go through the job queue: a track turned private is purged
 // from a job in PostgreSQL, by the worker inside api serve, or, as the
-// Kubernetes manifests deploy it, by a separate api worker.
+// Kubernetes manifests deploy it, by a separate api worker. A deleted
+// track is also purged once more when the last URL signed for it has
+// expired (CDN_TOKEN_TTL and CDN_TOKEN_BUCKET, read as the signer reads
+// them).
 func TestServePurgesThroughTheJobQueue(t *testing.T) {
 	for _, separate := range []bool{false, true} {
 		t.Run(map[bool]string{false: "in api serve", true: "in api worker"}[separate], func(t *testing.T) {
@@ -225,6 +230,7 @@ func testPurgesThroughTheJobQueue(t *testing.T, separateWorker bool) {
 		"DATABASE_URL": dbURL, "API_ADDR": addr, "STORAGE_DIR": t.TempDir(), "AUTH_JWT_SECRET": testSecret,
 		"CDN_ENABLED": "true", "CDN_PROVIDER": "bunny", "CDN_BASE_URL": "https://z.b-cdn.net",
 		"CDN_API_KEY": "bunny-api-key", "BUNNY_API_URL": bunny.URL, "WORKER_CONCURRENCY": workers,
+		"CDN_TOKEN_TTL": "10m", "CDN_TOKEN_BUCKET": "1m",
 	} {
 		t.Setenv(k, v)
 	}
@@ -280,8 +286,15 @@ func testPurgesThroughTheJobQueue(t *testing.T, separateWorker bool) {
 		return jobs == 1
 	}, 30*time.Second, 50*time.Millisecond, "through a job")
 	mu.Lock()
-	defer mu.Unlock()
 	assert.Contains(t, purged[0], "/hls/"+tr.ID+"/")
+	mu.Unlock()
+
+	require.Equal(t, http.StatusNoContent, call("DELETE", "/v1/tracks/"+tr.ID, "").StatusCode)
+	var later int
+	// 10m + 1m, and a minute for clocks.
+	require.NoError(t, pgxQueryRow(t, dbURL, `SELECT count(*) FROM river_job WHERE kind = 'cdn_purge' AND state = 'scheduled'
+		AND scheduled_at BETWEEN now() + interval '11 minutes 50 seconds' AND now() + interval '12 minutes'`, &later))
+	assert.Equal(t, 1, later, "the delete's last purge waits for the last signed URL to expire")
 }
 
 func pgxQueryRow(t *testing.T, dbURL, sql string, dest ...any) error {

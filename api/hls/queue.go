@@ -167,9 +167,10 @@ func (q *Queue) Insert(ctx context.Context, args river.JobArgs) error {
 }
 
 // InsertTx queues a job of another package inside tx: it exists once tx
-// commits, and not if it does not.
-func (q *Queue) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs) error {
-	_, err := q.client.InsertTx(ctx, tx, args, nil)
+// commits, and not if it does not. opts (which may be nil) adds to the
+// job's own InsertOpts, as in river.
+func (q *Queue) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) error {
+	_, err := q.client.InsertTx(ctx, tx, args, opts)
 	return err
 }
 

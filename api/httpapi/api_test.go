@@ -648,36 +648,73 @@ func TestDatabaseDown(t *testing.T) {
 // another connection does, and fails when told to.
 type txPurger struct {
 	recordingPurger
-	outside *pgxpool.Pool
-	objects func() []string
-	fail    bool
-	seen    []string // "inside/outside" states, one per purge
-	track   uuid.UUID
+	outside   *pgxpool.Pool
+	objects   func() []string
+	fail      bool     // PurgeTx fails
+	failLater bool     // PurgeTxAt fails
+	seen      []string // "inside/outside" states, one per purge
+	later     []string // the paths of purges for later
+	track     uuid.UUID
+}
+
+// state is the track as q sees it.
+func (p *txPurger) state(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) string {
+	var vis string
+	var deleted bool
+	var key *string
+	if err := q.QueryRow(ctx, `SELECT visibility, deleted_at IS NOT NULL, object_key FROM tracks WHERE id = $1`, p.track).
+		Scan(&vis, &deleted, &key); err != nil {
+		return err.Error()
+	}
+	k := ""
+	if key != nil {
+		k = path.Base(*key)
+	}
+	return fmt.Sprintf("%s,deleted=%t,%s", vis, deleted, k)
 }
 
 func (p *txPurger) PurgeTx(ctx context.Context, tx pgx.Tx, paths []string) error {
-	state := func(q interface {
-		QueryRow(context.Context, string, ...any) pgx.Row
-	}) string {
-		var vis string
-		var deleted bool
-		var key *string
-		if err := q.QueryRow(ctx, `SELECT visibility, deleted_at IS NOT NULL, object_key FROM tracks WHERE id = $1`, p.track).
-			Scan(&vis, &deleted, &key); err != nil {
-			return err.Error()
-		}
-		k := ""
-		if key != nil {
-			k = path.Base(*key)
-		}
-		return fmt.Sprintf("%s,deleted=%t,%s", vis, deleted, k)
-	}
-	p.seen = append(p.seen, state(tx)+" / "+state(p.outside))
+	p.seen = append(p.seen, p.state(ctx, tx)+" / "+p.state(ctx, p.outside))
 	if p.fail {
 		return errors.New("the job queue refused the insert")
 	}
 	p.recordingPurger.Purge(ctx, paths)
 	return nil
+}
+
+func (p *txPurger) PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, at time.Time) error {
+	p.seen = append(p.seen, fmt.Sprintf("again in %s: %s", time.Until(at).Round(time.Minute), p.state(ctx, tx)))
+	if p.failLater {
+		return errors.New("the job queue refused the insert")
+	}
+	p.later = append(p.later, paths...)
+	return nil
+}
+
+// A delete whose later purge cannot be queued does not happen: the
+// track and its objects stay as they were, and the client may retry.
+func TestDeleteWithoutItsLaterPurgeIsUndone(t *testing.T) {
+	p := &txPurger{failLater: true}
+	h := newHarness(t, harnessOptions{purger: p, purgeAgain: time.Hour})
+	p.outside, p.objects = h.primary, h.objectKeys
+	tr := h.createTrack("alice", "public", 0)
+	p.track = tr.ID
+	id := tr.ID.String()
+	require.Equal(t, http.StatusOK, h.upload("alice", id, audioFixture(t, "tone.mp3")).status)
+	keys := h.objectKeys()
+
+	r := h.do("DELETE", "/v1/tracks/"+id, "alice", nil)
+	assert.GreaterOrEqual(t, r.status, 500, "%s", r.body)
+	assert.Equal(t, http.StatusOK, h.do("GET", "/v1/tracks/"+id, "alice", nil).status, "still there")
+	assert.Equal(t, keys, h.objectKeys(), "the objects too")
+	assert.Empty(t, p.later)
+
+	p.failLater = false
+	require.Equal(t, http.StatusNoContent, h.do("DELETE", "/v1/tracks/"+id, "alice", nil).status)
+	assert.Equal(t, http.StatusNotFound, h.do("GET", "/v1/tracks/"+id, "alice", nil).status)
+	assert.Len(t, p.later, 2, "the original and the packages")
 }
 
 // Purge records a purge made outside any transaction, with how many of
@@ -696,7 +733,7 @@ func (p *txPurger) Purge(ctx context.Context, paths []string) {
 // yet, and a purge that cannot be queued undoes the write.
 func TestPurgesCommitWithTheirWrite(t *testing.T) {
 	p := &txPurger{}
-	h := newHarness(t, harnessOptions{purger: p})
+	h := newHarness(t, harnessOptions{purger: p, purgeAgain: time.Hour})
 	p.outside, p.objects = h.primary, h.objectKeys
 	tr := h.createTrack("alice", "public", 0)
 	p.track = tr.ID
@@ -720,6 +757,9 @@ func TestPurgesCommitWithTheirWrite(t *testing.T) {
 			http.StatusOK, []string{"private,deleted=false," + second + " / private,deleted=false," + first}},
 		{"deleted", func() response { return h.do("DELETE", "/v1/tracks/"+id, "alice", nil) },
 			http.StatusNoContent, []string{"private,deleted=true," + second + " / private,deleted=false," + second,
+				// Once no URL signed before the delete works, whatever
+				// refilled the edge meanwhile goes, crash or not.
+				"again in 1h0m0s: private,deleted=true," + second,
 				// The objects are gone, and a player could have refilled
 				// the edge from the origin since the first purge.
 				"after the write, 0 objects left"}},
@@ -740,4 +780,5 @@ func TestPurgesCommitWithTheirWrite(t *testing.T) {
 	assert.Equal(t, []string{"tracks/" + id + "/" + first, "hls/" + id + "/", "tracks/" + id + "/" + first,
 		"tracks/" + id + "/" + second, "hls/" + id + "/", "tracks/" + id + "/" + second, "hls/" + id + "/"}, p.Paths(),
 		"the private track's original and packages, its replaced original, then the deleted track's, twice")
+	assert.Equal(t, []string{"tracks/" + id + "/" + second, "hls/" + id + "/"}, p.later, "the deleted track's, once more later")
 }

@@ -81,7 +81,8 @@ type harnessOptions struct {
 	uploadSlots    int    // UploadConcurrency
 	readURL        string // a different read database, to prove reads go there
 	purger         purge.Purger
-	poolMaxConns   int // the primary pool's size (0: pgx's default, max(4, CPUs))
+	poolMaxConns   int           // the primary pool's size (0: pgx's default, max(4, CPUs))
+	purgeAgain     time.Duration // PurgeAgainAfter
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -123,6 +124,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		UploadConcurrency: o.uploadSlots,
 		SignerURL:         "http://signer.test",
 		WriteBackend:      backend.Name(),
+		PurgeAgainAfter:   o.purgeAgain,
 	}, httpapi.Deps{
 		Store:    catalog.NewStore(primary, read),
 		Backends: map[string]storage.Backend{backend.Name(): backend},

@@ -53,6 +53,14 @@ type Config struct {
 	SignerURL string
 	// WriteBackend names the backend new uploads go to ("local" or "s3").
 	WriteBackend string
+	// PurgeAgainAfter is how long after a delete the track's CDN paths
+	// are purged once more, by a job committed with the delete (with a
+	// purge.TxPurger): the longest a URL signed before the delete keeps
+	// working. A player holding one can refill the edge from the origin
+	// until the track's objects are gone; this last purge leaves the edge
+	// nothing of the track once no URL can fetch it again, whatever
+	// happened to the api in between. Zero: none.
+	PurgeAgainAfter time.Duration
 }
 
 // DefaultUploadConcurrency is Config.UploadConcurrency's default: eight

@@ -202,6 +202,15 @@ func (s *Server) deleteTrack(c context.Context, ctx *fasthttp.RequestCtx) {
 		return
 	}
 	queuePurge, committed := s.purges(c)
+	if tx, ok := s.purger.(purge.TxPurger); ok && s.cfg.PurgeAgainAfter > 0 {
+		now := queuePurge
+		queuePurge = func(ctx context.Context, dbtx pgx.Tx, paths []string) error {
+			if err := now(ctx, dbtx, paths); err != nil {
+				return err
+			}
+			return tx.PurgeTxAt(ctx, dbtx, paths, time.Now().Add(s.cfg.PurgeAgainAfter))
+		}
+	}
 	t, err := s.store.DeleteTrack(c, id, queuePurge)
 	if err != nil {
 		s.fail(ctx, err)
@@ -217,7 +226,7 @@ func (s *Server) deleteTrack(c context.Context, ctx *fasthttp.RequestCtx) {
 		// delete may have filled the edge again from the origin since.
 		// Once the origin has nothing left to give, one more purge
 		// leaves the edge nothing to serve. Should this one be lost,
-		// what stays cached expires with the edge's copy.
+		// the one committed for later (PurgeAgainAfter) still runs.
 		s.purger.Purge(c, t.CDNPaths())
 	}
 	ctx.SetStatusCode(fasthttp.StatusNoContent)

@@ -35,10 +35,10 @@ func (Args) InsertOpts() river.InsertOpts {
 const jobAttempts = 16
 
 // Inserter puts jobs in the job queue, alone or inside a transaction
-// (hls.Queue).
+// (hls.Queue). opts adds to the job's own InsertOpts; it may be nil.
 type Inserter interface {
 	Insert(ctx context.Context, args river.JobArgs) error
-	InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs) error
+	InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) error
 }
 
 // Jobs is the Purger that runs purges as jobs in PostgreSQL: a purge
@@ -68,7 +68,14 @@ func (j *Jobs) Purge(ctx context.Context, paths []string) {
 // PurgeTx implements TxPurger: the job is inserted in tx, and a failing
 // insert fails the write with it.
 func (j *Jobs) PurgeTx(ctx context.Context, tx pgx.Tx, paths []string) error {
-	if err := j.queue.InsertTx(ctx, tx, Args{Paths: paths}); err != nil {
+	return j.PurgeTxAt(ctx, tx, paths, time.Time{})
+}
+
+// PurgeTxAt implements TxPurger: the job is inserted in tx, scheduled to
+// run at at (the zero time: at once), and a failing insert fails the
+// write with it.
+func (j *Jobs) PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, at time.Time) error {
+	if err := j.queue.InsertTx(ctx, tx, Args{Paths: paths}, &river.InsertOpts{ScheduledAt: at}); err != nil {
 		return fmt.Errorf("purge: cannot queue a purge of %v: %w", paths, err)
 	}
 	return nil

@@ -62,8 +62,8 @@ func (q clientQueue) Insert(ctx context.Context, args river.JobArgs) error {
 	return err
 }
 
-func (q clientQueue) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs) error {
-	_, err := q.c.InsertTx(ctx, tx, args, nil)
+func (q clientQueue) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) error {
+	_, err := q.c.InsertTx(ctx, tx, args, opts)
 	return err
 }
 
@@ -72,7 +72,7 @@ type refusingQueue struct{}
 
 func (refusingQueue) Insert(context.Context, river.JobArgs) error { return context.DeadlineExceeded }
 
-func (refusingQueue) InsertTx(context.Context, pgx.Tx, river.JobArgs) error {
+func (refusingQueue) InsertTx(context.Context, pgx.Tx, river.JobArgs, *river.InsertOpts) error {
 	return context.DeadlineExceeded
 }
 
@@ -185,6 +185,30 @@ func TestPurgeTxGoesWithItsTransaction(t *testing.T) {
 	assert.Contains(t, got[0].query, "committed.mp3")
 	time.Sleep(200 * time.Millisecond)
 	assert.Len(t, q.reqs(), 1, "the rolled-back purge never runs")
+}
+
+// A purge queued for later in a transaction commits with it, waits in
+// PostgreSQL for its time, and runs then.
+func TestPurgeTxAtWaitsForItsTime(t *testing.T) {
+	q := newQueuedPurges(t)
+	ctx := context.Background()
+	at := time.Now().Add(2 * time.Second)
+	tx, err := q.pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, q.jobs.PurgeTxAt(ctx, tx, paths[:1], at))
+	require.NoError(t, tx.Commit(ctx))
+	var state string
+	var scheduled time.Time
+	require.NoError(t, q.pool.QueryRow(ctx, `SELECT state, scheduled_at FROM river_job WHERE kind = $1`, Args{}.Kind()).
+		Scan(&state, &scheduled))
+	assert.Equal(t, string(rivertype.JobStateScheduled), state)
+	assert.WithinDuration(t, at, scheduled, time.Millisecond)
+
+	q.startWorker(t)
+	require.Eventually(t, func() bool { return counter(q.set, "purged") == 1 }, 30*time.Second, 20*time.Millisecond)
+	got := q.reqs()
+	require.Len(t, got, 1)
+	assert.False(t, got[0].at.Before(at), "asked at %s, %s before its time", got[0].at, at.Sub(got[0].at))
 }
 
 func TestNextRetryBacksOff(t *testing.T) {

@@ -7,6 +7,7 @@ package purge
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
@@ -25,6 +26,8 @@ type Purger interface {
 type TxPurger interface {
 	Purger
 	PurgeTx(ctx context.Context, tx pgx.Tx, paths []string) error
+	// PurgeTxAt is PurgeTx for a purge that runs at at, not before.
+	PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, at time.Time) error
 }
 
 // Skip is the purger for providers without a purge API (and for installs

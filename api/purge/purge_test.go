@@ -27,6 +27,7 @@ type recorded struct {
 	method, path, query string
 	header              http.Header
 	body                string
+	at                  time.Time // when it arrived
 }
 
 // fakeAPI records requests and answers with the statuses given, then 200.
@@ -37,7 +38,7 @@ func fakeAPI(t *testing.T, statuses ...int) (*httptest.Server, func() []recorded
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		n := len(reqs)
-		reqs = append(reqs, recorded{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b)})
+		reqs = append(reqs, recorded{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b), time.Now()})
 		mu.Unlock()
 		if n < len(statuses) {
 			w.WriteHeader(statuses[n])
