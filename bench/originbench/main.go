@@ -12,11 +12,12 @@
 // N workers, and GOMAXPROCS=N for the origin).
 //
 // Besides requests/s it prints the CPU each request cost the server, wrk
-// and the kernel's soft interrupts: on a machine the load generator
-// shares, that is what separates a server's own cost from how the cores
-// were shared. -pin puts the servers and wrk on separate halves of the
-// CPUs; on 2 cores wrk then has one, and is itself the limit, so read
-// the server CPU per request there.
+// and the kernel's soft interrupts, and the share of the machine's CPU
+// time left idle: on a machine the load generator shares, that is what
+// separates a server's own cost from how the cores were shared. -pin
+// puts the servers and wrk on separate halves of the CPUs; on 2 cores
+// wrk then has one, and is itself the limit, so read the server CPU per
+// request there.
 //
 // -floor adds a third server: the least Go can do with the same system
 // calls, no HTTP library (floor.go). The origin's ratio to it is what the
@@ -174,6 +175,7 @@ func run(ctx context.Context) error {
 		// wrk's own CPU per request: on a shared machine what one server
 		// saves can be spent by the load tool reading its answers.
 		wrkPerReq := map[string][]float64{}
+		idleShare := map[string][]float64{} // % of the machine's CPU time
 		load := loadcmp.Options{Threads: *threads, Connections: *conns, Duration: *duration, Script: w.script, CPUs: wrkCPUs}
 		for r := 0; r < *rounds; r++ {
 			for _, target := range targets {
@@ -185,10 +187,12 @@ func run(ctx context.Context) error {
 					_ = pprof.StartCPUProfile(f)
 				}
 				cpuBefore := cpuSeconds(pids[target.name]())
-				softBefore := softirqSeconds()
+				softBefore, idleBefore := machineSeconds()
 				res, err := loadcmp.Run(ctx, "http://"+target.addr, load)
 				cpu := cpuSeconds(pids[target.name]()) - cpuBefore
-				soft := softirqSeconds() - softBefore
+				softAfter, idleAfter := machineSeconds()
+				soft := softAfter - softBefore
+				idle := (idleAfter - idleBefore) / (float64(runtime.NumCPU()) * load.Duration.Seconds()) * 100
 				if target.name == "origin" && *cpuProfile != "" {
 					pprof.StopCPUProfile()
 				}
@@ -200,18 +204,21 @@ func run(ctx context.Context) error {
 				}
 				reqs := res.RPS * load.Duration.Seconds()
 				perReq := cpu / reqs * 1e6
-				fmt.Printf("%-24s round %d %-7s %9.0f req/s %10s/s  p50 %-8s p99 %-8s CPU µs/req: server %5.1f wrk %5.1f softirq %5.1f\n",
+				fmt.Printf("%-24s round %d %-7s %9.0f req/s %10s/s  p50 %-8s p99 %-8s CPU µs/req: server %5.1f wrk %5.1f softirq %5.1f  idle %4.1f%%\n",
 					w.name, r+1, target.name, res.RPS, res.Transfer, res.P50, res.P99, perReq,
-					res.ClientCPU.Seconds()/reqs*1e6, soft/reqs*1e6)
+					res.ClientCPU.Seconds()/reqs*1e6, soft/reqs*1e6, idle)
 				results[target.name] = append(results[target.name], res)
 				cpuPerReq[target.name] = append(cpuPerReq[target.name], perReq)
 				wrkPerReq[target.name] = append(wrkPerReq[target.name], res.ClientCPU.Seconds()/reqs*1e6)
+				idleShare[target.name] = append(idleShare[target.name], idle)
 			}
 		}
 		n, o := loadcmp.Median(results["nginx"]), loadcmp.Median(results["origin"])
 		fmt.Printf("\n%s: medians of %d rounds, %d connections, %d wrk threads, %s each\n", w.name, *rounds, *conns, *threads, *duration)
-		fmt.Printf("  nginx  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f\n", n.RPS, n.P99, medianOf(cpuPerReq["nginx"]), medianOf(wrkPerReq["nginx"]))
-		fmt.Printf("  origin %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f\n", o.RPS, o.P99, medianOf(cpuPerReq["origin"]), medianOf(wrkPerReq["origin"]))
+		fmt.Printf("  nginx  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f  idle %4.1f%%\n", n.RPS, n.P99,
+			medianOf(cpuPerReq["nginx"]), medianOf(wrkPerReq["nginx"]), medianOf(idleShare["nginx"]))
+		fmt.Printf("  origin %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f  idle %4.1f%%\n", o.RPS, o.P99,
+			medianOf(cpuPerReq["origin"]), medianOf(wrkPerReq["origin"]), medianOf(idleShare["origin"]))
 		// Each round measures nginx and the origin a few seconds apart, so
 		// its own ratio is less exposed to the machine's drift between
 		// rounds than the ratio of the medians is.
@@ -223,8 +230,8 @@ func run(ctx context.Context) error {
 			o.RPS/n.RPS, formatRatios(roundRatios), medianOf(roundRatios))
 		if *withFloor {
 			f := loadcmp.Median(results["floor"])
-			fmt.Printf("  floor  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f  (origin/floor %.2f, floor/nginx %.2f)\n",
-				f.RPS, f.P99, medianOf(cpuPerReq["floor"]), medianOf(wrkPerReq["floor"]), o.RPS/f.RPS, f.RPS/n.RPS)
+			fmt.Printf("  floor  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f  idle %4.1f%%  (origin/floor %.2f, floor/nginx %.2f)\n",
+				f.RPS, f.P99, medianOf(cpuPerReq["floor"]), medianOf(wrkPerReq["floor"]), medianOf(idleShare["floor"]), o.RPS/f.RPS, f.RPS/n.RPS)
 		}
 		fmt.Println()
 	}
@@ -270,20 +277,25 @@ func cpuSeconds(pids []int) float64 {
 	return float64(ticks) / 100 // USER_HZ
 }
 
-// softirqSeconds is the machine's time in software interrupts, where
-// Linux does much of loopback TCP's work, charged to no process.
-func softirqSeconds() float64 {
+// machineSeconds is the machine's time in software interrupts, where
+// Linux does much of loopback TCP's work, charged to no process, and its
+// idle time (with iowait): a server that leaves cores idle while wrk
+// waits on it is limited by how it schedules its work, not by its cost.
+func machineSeconds() (softirq, idle float64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	fields := strings.Fields(line) // cpu user nice system idle iowait irq softirq
 	if len(fields) < 8 {
-		return 0
+		return 0, 0
 	}
-	t, _ := strconv.ParseInt(fields[7], 10, 64)
-	return float64(t) / 100
+	tick := func(i int) float64 {
+		t, _ := strconv.ParseInt(fields[i], 10, 64)
+		return float64(t) / 100 // USER_HZ
+	}
+	return tick(7), tick(4) + tick(5)
 }
 
 func childPIDs(pid int) []int {
