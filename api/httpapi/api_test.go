@@ -693,30 +693,6 @@ func (p *txPurger) PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, at 
 	return nil
 }
 
-// A delete whose later purge cannot be queued does not happen: the
-// track and its objects stay as they were, and the client may retry.
-func TestDeleteWithoutItsLaterPurgeIsUndone(t *testing.T) {
-	p := &txPurger{failLater: true}
-	h := newHarness(t, harnessOptions{purger: p, purgeAgain: time.Hour})
-	p.outside, p.objects = h.primary, h.objectKeys
-	tr := h.createTrack("alice", "public", 0)
-	p.track = tr.ID
-	id := tr.ID.String()
-	require.Equal(t, http.StatusOK, h.upload("alice", id, audioFixture(t, "tone.mp3")).status)
-	keys := h.objectKeys()
-
-	r := h.do("DELETE", "/v1/tracks/"+id, "alice", nil)
-	assert.GreaterOrEqual(t, r.status, 500, "%s", r.body)
-	assert.Equal(t, http.StatusOK, h.do("GET", "/v1/tracks/"+id, "alice", nil).status, "still there")
-	assert.Equal(t, keys, h.objectKeys(), "the objects too")
-	assert.Empty(t, p.later)
-
-	p.failLater = false
-	require.Equal(t, http.StatusNoContent, h.do("DELETE", "/v1/tracks/"+id, "alice", nil).status)
-	assert.Equal(t, http.StatusNotFound, h.do("GET", "/v1/tracks/"+id, "alice", nil).status)
-	assert.Len(t, p.later, 2, "the original and the packages")
-}
-
 // Purge records a purge made outside any transaction, with how many of
 // the track's objects storage still held when it was asked for.
 func (p *txPurger) Purge(ctx context.Context, paths []string) {
@@ -733,12 +709,7 @@ func (p *txPurger) Purge(ctx context.Context, paths []string) {
 // yet, and a purge that cannot be queued undoes the write.
 func TestPurgesCommitWithTheirWrite(t *testing.T) {
 	p := &txPurger{}
-	h := newHarness(t, harnessOptions{purger: p, purgeAgain: time.Hour})
-	p.outside, p.objects = h.primary, h.objectKeys
-	tr := h.createTrack("alice", "public", 0)
-	p.track = tr.ID
-	id := tr.ID.String()
-	require.Equal(t, http.StatusOK, h.upload("alice", id, audioFixture(t, "tone.mp3")).status)
+	h, id := newPurgedTrack(t, p)
 	first := path.Base(h.objectKeys()[0])
 	other := audioFixture(t, "other.mp3")
 	sum := sha256.Sum256(other)
@@ -781,4 +752,36 @@ func TestPurgesCommitWithTheirWrite(t *testing.T) {
 		"tracks/" + id + "/" + second, "hls/" + id + "/", "tracks/" + id + "/" + second, "hls/" + id + "/"}, p.Paths(),
 		"the private track's original and packages, its replaced original, then the deleted track's, twice")
 	assert.Equal(t, []string{"tracks/" + id + "/" + second, "hls/" + id + "/"}, p.later, "the deleted track's, once more later")
+}
+
+// A delete whose later purge cannot be queued does not happen: the
+// track and its objects stay as they were, and the client may retry.
+func TestDeleteWithoutItsLaterPurgeIsUndone(t *testing.T) {
+	p := &txPurger{failLater: true}
+	h, id := newPurgedTrack(t, p)
+	keys := h.objectKeys()
+
+	r := h.do("DELETE", "/v1/tracks/"+id, "alice", nil)
+	assert.GreaterOrEqual(t, r.status, 500, "%s", r.body)
+	assert.Equal(t, http.StatusOK, h.do("GET", "/v1/tracks/"+id, "alice", nil).status, "still there")
+	assert.Equal(t, keys, h.objectKeys(), "the objects too")
+	assert.Empty(t, p.later)
+
+	p.failLater = false
+	require.Equal(t, http.StatusNoContent, h.do("DELETE", "/v1/tracks/"+id, "alice", nil).status)
+	assert.Equal(t, http.StatusNotFound, h.do("GET", "/v1/tracks/"+id, "alice", nil).status)
+	assert.Len(t, p.later, 2, "the original and the packages")
+}
+
+// newPurgedTrack is a harness purging through p (PurgeAgainAfter an
+// hour) and alice's public track in it, with audio.
+func newPurgedTrack(t *testing.T, p *txPurger) (*harness, string) {
+	t.Helper()
+	h := newHarness(t, harnessOptions{purger: p, purgeAgain: time.Hour})
+	p.outside, p.objects = h.primary, h.objectKeys
+	tr := h.createTrack("alice", "public", 0)
+	p.track = tr.ID
+	id := tr.ID.String()
+	require.Equal(t, http.StatusOK, h.upload("alice", id, audioFixture(t, "tone.mp3")).status)
+	return h, id
 }
