@@ -2,6 +2,7 @@ package serve
 
 import (
 	"errors"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -241,3 +242,41 @@ func parseHTTPDate(s string) (time.Time, error) {
 	}
 	return time.Time{}, errors.New("not an HTTP date")
 }
+
+// appendHTTPDate appends t as an IMF-fixdate (RFC 9110 §5.6.7), exactly
+// as t.UTC().AppendFormat(b, http.TimeFormat) would (FuzzAppendHTTPDate),
+// in a third of the time (BenchmarkAppendHTTPDate): every answer carries
+// a Last-Modified.
+func appendHTTPDate(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, http.TimeFormat)
+	}
+	hour, minute, second := t.Clock()
+	b = append(b, weekdayNames[t.Weekday()]...)
+	b = append(b, ", "...)
+	b = append2(b, day)
+	b = append(b, ' ')
+	b = append(b, monthNames[month-1]...)
+	b = append(b, ' ')
+	b = append4(b, year)
+	b = append(b, ' ')
+	b = append2(b, hour)
+	b = append(b, ':')
+	b = append2(b, minute)
+	b = append(b, ':')
+	b = append2(b, second)
+	return append(b, " GMT"...)
+}
+
+var (
+	weekdayNames = [7]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
+	monthNames   = [12]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+)
+
+// append2 and append4 append n ≥ 0 in 2 and 4 digits, leading zeros
+// included.
+func append2(b []byte, n int) []byte { return append(b, byte('0'+n/10%10), byte('0'+n%10)) }
+
+func append4(b []byte, n int) []byte { return append2(append2(b, n/100), n%100) }

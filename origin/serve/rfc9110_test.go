@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -253,4 +254,51 @@ func TestAcceptsGzip(t *testing.T) {
 		var req = newCtx(h)
 		assert.Equal(t, want, acceptsGzip(req), h)
 	}
+}
+
+func TestAppendHTTPDate(t *testing.T) {
+	for _, c := range []struct {
+		t    time.Time
+		want string
+	}{
+		{time.Date(1994, time.November, 6, 8, 49, 37, 0, time.UTC), "Sun, 06 Nov 1994 08:49:37 GMT"},
+		{time.Date(2026, time.December, 31, 23, 59, 59, 999_999_999, time.UTC), "Thu, 31 Dec 2026 23:59:59 GMT"},
+		// Another zone is written in GMT.
+		{time.Date(2026, time.January, 1, 0, 30, 0, 0, time.FixedZone("CET", 3600)), "Wed, 31 Dec 2025 23:30:00 GMT"},
+		{time.Date(1, time.January, 1, 0, 0, 0, 0, time.UTC), "Mon, 01 Jan 0001 00:00:00 GMT"},
+		// Years of five digits take the general path.
+		{time.Date(12345, time.March, 4, 5, 6, 7, 0, time.UTC), "Sun, 04 Mar 12345 05:06:07 GMT"},
+	} {
+		assert.Equal(t, c.want, string(appendHTTPDate(nil, c.t)), "%v", c.t)
+	}
+	assert.Equal(t, "x:Sun, 06 Nov 1994 08:49:37 GMT", string(appendHTTPDate([]byte("x:"), time.Unix(784111777, 0))), "appends")
+}
+
+// FuzzAppendHTTPDate holds the fast formatting to the standard library's.
+func FuzzAppendHTTPDate(f *testing.F) {
+	for _, s := range []int64{0, 784111777, -62135596800, 253402300799, 253402300800, -62135596801} {
+		f.Add(s, int64(0))
+	}
+	f.Fuzz(func(t *testing.T, sec, nsec int64) {
+		tm := time.Unix(sec, nsec)
+		want := tm.UTC().Format(http.TimeFormat)
+		if got := string(appendHTTPDate(nil, tm)); got != want {
+			t.Fatalf("%d.%09d: %q, want %q", sec, nsec, got, want)
+		}
+	})
+}
+
+func BenchmarkAppendHTTPDate(b *testing.B) {
+	tm := time.Date(2026, time.November, 27, 15, 4, 5, 0, time.UTC)
+	buf := make([]byte, 0, len(http.TimeFormat))
+	b.Run("appendHTTPDate", func(b *testing.B) {
+		for b.Loop() {
+			buf = appendHTTPDate(buf[:0], tm)
+		}
+	})
+	b.Run("AppendFormat", func(b *testing.B) {
+		for b.Loop() {
+			buf = tm.UTC().AppendFormat(buf[:0], http.TimeFormat)
+		}
+	})
 }

@@ -312,7 +312,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 	h.SetCanonical(hdrCacheControl, []byte(cacheControl))
 	if !obj.ModTime.IsZero() {
 		var buf [len(http.TimeFormat)]byte
-		h.SetCanonical(hdrLastModified, obj.ModTime.UTC().AppendFormat(buf[:0], http.TimeFormat))
+		h.SetCanonical(hdrLastModified, appendHTTPDate(buf[:0], obj.ModTime))
 	}
 	if name := ctx.QueryArgs().Peek("download"); len(name) > 0 {
 		h.Set(fasthttp.HeaderContentDisposition, mime.FormatMediaType("attachment", map[string]string{"filename": string(name)}))
