@@ -183,7 +183,8 @@ func serve(ctx context.Context, stderr io.Writer, http bool) error {
 	case queue != nil:
 		// Run by the packaging workers, wherever they are: they read the
 		// same configuration.
-		purger = purge.NewJobs(queue, provider, log, set)
+		expand, _ := purgeAPI.(purge.Expander)
+		purger = purge.NewJobs(queue, expand, provider, log, set)
 	default:
 		// HLS_STREAMING=false: no job queue, so purges wait in memory.
 		q := purge.NewQueue(purge.QueueConfig{}, provider, purgeAPI, log, set)

@@ -200,20 +200,30 @@ func TestRepackageCommand(t *testing.T) {
 // track is also purged once more when the last URL signed for it has
 // expired (CDN_TOKEN_TTL and CDN_TOKEN_BUCKET, read as the signer reads
 // them).
+//
+// Through the self-hosted edge, which forgets objects one by one, a
+// purge names the objects below a directory as storage holds them when
+// it is queued: the delete's jobs name the package's segments, which are
+// gone by the time they run.
 func TestServePurgesThroughTheJobQueue(t *testing.T) {
-	for _, separate := range []bool{false, true} {
-		t.Run(map[bool]string{false: "in api serve", true: "in api worker"}[separate], func(t *testing.T) {
-			testPurgesThroughTheJobQueue(t, separate)
-		})
+	for _, c := range []struct {
+		name                   string
+		separateWorker, toEdge bool
+	}{{"in api serve", false, false}, {"in api worker", true, false}, {"to the self-hosted edge", false, true}} {
+		t.Run(c.name, func(t *testing.T) { testPurgesThroughTheJobQueue(t, c.separateWorker, c.toEdge) })
 	}
 }
 
-func testPurgesThroughTheJobQueue(t *testing.T, separateWorker bool) {
+func testPurgesThroughTheJobQueue(t *testing.T, separateWorker, toEdge bool) {
 	var mu sync.Mutex
 	var purged []string
 	bunny := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		purged = append(purged, r.URL.Query().Get("url"))
+		if toEdge {
+			purged = append(purged, strings.TrimPrefix(r.URL.Path, "/purge"))
+		} else {
+			purged = append(purged, r.URL.Query().Get("url"))
+		}
 		mu.Unlock()
 	}))
 	defer bunny.Close()
@@ -226,8 +236,16 @@ func testPurgesThroughTheJobQueue(t *testing.T, separateWorker bool) {
 	if separateWorker {
 		workers = "0"
 	}
+	storageDir := t.TempDir()
+	env := map[string]string{"EDGE_PURGE_URL": ""}
+	if toEdge {
+		env["EDGE_PURGE_URL"] = bunny.URL
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
 	for k, v := range map[string]string{
-		"DATABASE_URL": dbURL, "API_ADDR": addr, "STORAGE_DIR": t.TempDir(), "AUTH_JWT_SECRET": testSecret,
+		"DATABASE_URL": dbURL, "API_ADDR": addr, "STORAGE_DIR": storageDir, "AUTH_JWT_SECRET": testSecret,
 		"CDN_ENABLED": "true", "CDN_PROVIDER": "bunny", "CDN_BASE_URL": "https://z.b-cdn.net",
 		"CDN_API_KEY": "bunny-api-key", "BUNNY_API_URL": bunny.URL, "WORKER_CONCURRENCY": workers,
 		"CDN_TOKEN_TTL": "10m", "CDN_TOKEN_BUCKET": "1m",
@@ -273,6 +291,10 @@ func testPurgesThroughTheJobQueue(t *testing.T, separateWorker bool) {
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 	var tr struct{ ID string }
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tr))
+	// A package's segment, as the packager would have stored it.
+	segment := "hls/" + tr.ID + "/p1/128k/" + strings.Repeat("ab", 32) + ".m4s"
+	require.NoError(t, os.MkdirAll(filepath.Join(storageDir, filepath.Dir(segment)), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(storageDir, segment), []byte("segment"), 0o644))
 	require.Equal(t, http.StatusOK, call("PATCH", "/v1/tracks/"+tr.ID, `{"visibility":"private"}`).StatusCode)
 
 	require.Eventually(t, func() bool {
@@ -290,11 +312,25 @@ func testPurgesThroughTheJobQueue(t *testing.T, separateWorker bool) {
 	mu.Unlock()
 
 	require.Equal(t, http.StatusNoContent, call("DELETE", "/v1/tracks/"+tr.ID, "").StatusCode)
-	var later int
+	_, err = os.Stat(filepath.Join(storageDir, segment))
+	require.ErrorIs(t, err, os.ErrNotExist, "the delete removed the package")
+	var later []string
 	// 10m + 1m, and a minute for clocks.
-	require.NoError(t, pgxQueryRow(t, dbURL, `SELECT count(*) FROM river_job WHERE kind = 'cdn_purge' AND state = 'scheduled'
+	require.NoError(t, pgxQueryRow(t, dbURL, `SELECT args->'paths' FROM river_job WHERE kind = 'cdn_purge' AND state = 'scheduled'
 		AND scheduled_at BETWEEN now() + interval '11 minutes 50 seconds' AND now() + interval '12 minutes'`, &later))
-	assert.Equal(t, 1, later, "the delete's last purge waits for the last signed URL to expire")
+	if toEdge {
+		assert.Equal(t, []string{segment}, later, "the delete's last purge names the segment, listed before it went")
+		require.Eventually(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(purged) == 2
+		}, 30*time.Second, 50*time.Millisecond, "the delete's first purge reaches the edge")
+		mu.Lock()
+		assert.Equal(t, []string{"/" + segment, "/" + segment}, purged, "turned private, then deleted")
+		mu.Unlock()
+		return
+	}
+	assert.Equal(t, []string{"hls/" + tr.ID + "/"}, later, "the delete's last purge waits for the last signed URL to expire")
 }
 
 func pgxQueryRow(t *testing.T, dbURL, sql string, dest ...any) error {

@@ -47,18 +47,48 @@ type Inserter interface {
 // packaging workers' (api worker, or WORKER_CONCURRENCY in api serve).
 type Jobs struct {
 	queue   Inserter
+	expand  Expander
 	log     *slog.Logger
 	dropped *metrics.Counter
 }
 
-// NewJobs builds the Purger that inserts jobs in queue.
-func NewJobs(queue Inserter, provider string, log *slog.Logger, set *metrics.Set) *Jobs {
-	return &Jobs{queue: queue, log: log, dropped: outcomeCounter(set, provider, "dropped")}
+// Expander is a purge API that forgets objects one by one, not whole
+// directories (SelfHosted): Expand lists the objects below each directory
+// in paths. Jobs expands a purge when it queues it, so that a job queued
+// by a delete names the objects the delete is about to remove, which the
+// job, running later, could no longer list.
+type Expander interface {
+	Expand(ctx context.Context, paths []string) ([]string, error)
+}
+
+// NewJobs builds the Purger that inserts jobs in queue. expand, which may
+// be nil, expands purges for a provider that needs it.
+func NewJobs(queue Inserter, expand Expander, provider string, log *slog.Logger, set *metrics.Set) *Jobs {
+	return &Jobs{queue: queue, expand: expand, log: log, dropped: outcomeCounter(set, provider, "dropped")}
+}
+
+// expanded is paths with their directories expanded, or paths as they
+// are when there is no Expander or it fails (logged): the job then lists
+// the directories when it runs.
+func (j *Jobs) expanded(ctx context.Context, paths []string) []string {
+	if j.expand == nil {
+		return paths
+	}
+	keys, err := j.expand.Expand(ctx, paths)
+	if err != nil {
+		j.log.Warn("cdn purge: cannot list what it purges now; the job will", "paths", paths, "err", err)
+		return paths
+	}
+	return keys
 }
 
 // Purge implements Purger: one insert, which a failing database drops
 // (counted and logged).
 func (j *Jobs) Purge(ctx context.Context, paths []string) {
+	paths = j.expanded(ctx, paths)
+	if len(paths) == 0 {
+		return
+	}
 	if err := j.queue.Insert(ctx, Args{Paths: paths}); err != nil {
 		j.dropped.Inc()
 		j.log.Error("cdn purge dropped: cannot queue it", "paths", paths, "err", err)
@@ -75,6 +105,10 @@ func (j *Jobs) PurgeTx(ctx context.Context, tx pgx.Tx, paths []string) error {
 // run at at (the zero time: at once), and a failing insert fails the
 // write with it.
 func (j *Jobs) PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, at time.Time) error {
+	paths = j.expanded(ctx, paths)
+	if len(paths) == 0 {
+		return nil
+	}
 	if err := j.queue.InsertTx(ctx, tx, Args{Paths: paths}, &river.InsertOpts{ScheduledAt: at}); err != nil {
 		return fmt.Errorf("purge: cannot queue a purge of %v: %w", paths, err)
 	}

@@ -2,6 +2,7 @@ package purge
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -106,7 +107,7 @@ func newQueuedPurges(t *testing.T) *queuedPurges {
 	q := &queuedPurges{pool: newPool(t), set: metrics.NewSet()}
 	srv, reqs := fakeAPI(t)
 	q.api, q.reqs = srv.URL, reqs
-	q.jobs = NewJobs(clientQueue{riverClient(t, q.pool, nil)}, "bunny", slog.New(slog.NewTextHandler(io.Discard, nil)), q.set)
+	q.jobs = NewJobs(clientQueue{riverClient(t, q.pool, nil)}, nil, "bunny", slog.New(slog.NewTextHandler(io.Discard, nil)), q.set)
 	return q
 }
 
@@ -137,7 +138,7 @@ func TestJobRetries(t *testing.T) {
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			w := NewWorker(WorkerConfig{Backoff: 10 * time.Millisecond}, "bunny", &Bunny{API: srv.URL, ZoneURL: "https://z.b-cdn.net", Key: "k"}, log, set)
 			client := riverClient(t, pool, w)
-			NewJobs(clientQueue{client}, "bunny", log, set).Purge(context.Background(), paths[:1])
+			NewJobs(clientQueue{client}, nil, "bunny", log, set).Purge(context.Background(), paths[:1])
 			require.Eventually(t, func() bool { return counter(set, "purged")+counter(set, "failed") == 1 },
 				30*time.Second, 20*time.Millisecond)
 			assert.Equal(t, c.purged, counter(set, "purged"))
@@ -151,7 +152,7 @@ func TestJobRetries(t *testing.T) {
 // A database that refuses the insert drops the purge, counted.
 func TestJobsCountWhatTheyDrop(t *testing.T) {
 	set := metrics.NewSet()
-	jobs := NewJobs(refusingQueue{}, "bunny", slog.New(slog.NewTextHandler(io.Discard, nil)), set)
+	jobs := NewJobs(refusingQueue{}, nil, "bunny", slog.New(slog.NewTextHandler(io.Discard, nil)), set)
 	jobs.Purge(context.Background(), paths)
 	assert.EqualValues(t, 1, counter(set, "dropped"))
 	// In a write's transaction, the refusal fails the write instead.
@@ -209,6 +210,49 @@ func TestPurgeTxAtWaitsForItsTime(t *testing.T) {
 	got := q.reqs()
 	require.Len(t, got, 1)
 	assert.False(t, got[0].at.Before(at), "asked at %s, %s before its time", got[0].at, at.Sub(got[0].at))
+}
+
+// For a provider that forgets objects one by one (the self-hosted edge),
+// a purge's directories are listed when it is queued: a job a delete
+// queues names the objects the delete removes right after, which the job
+// could not list when it runs. Should storage not answer, the job lists
+// them when it runs; a directory with nothing below it needs no job.
+func TestJobsExpandWhenQueued(t *testing.T) {
+	q := newQueuedPurges(t)
+	storageDown := false
+	q.jobs.expand = &SelfHosted{List: func(_ context.Context, prefix string) ([]string, error) {
+		if storageDown {
+			return nil, errors.New("storage is down")
+		}
+		if prefix == "hls/t1/" {
+			return []string{"hls/t1/p1/a.m4s", "hls/t1/p1/b.m4s"}, nil
+		}
+		return nil, nil
+	}}
+	ctx := context.Background()
+	tx, err := q.pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, q.jobs.PurgeTx(ctx, tx, []string{"tracks/t1/x.mp3", "hls/t1/"}))
+	require.NoError(t, q.jobs.PurgeTxAt(ctx, tx, []string{"hls/t1/"}, time.Now().Add(time.Hour)))
+	require.NoError(t, q.jobs.PurgeTx(ctx, tx, []string{"hls/t2/"}))
+	storageDown = true
+	require.NoError(t, q.jobs.PurgeTx(ctx, tx, []string{"hls/t1/"}))
+	require.NoError(t, tx.Commit(ctx))
+
+	rows, err := q.pool.Query(ctx, `SELECT args FROM river_job WHERE kind = $1 ORDER BY id`, Args{}.Kind())
+	require.NoError(t, err)
+	var got [][]string
+	for rows.Next() {
+		var a Args
+		require.NoError(t, rows.Scan(&a))
+		got = append(got, a.Paths)
+	}
+	require.NoError(t, rows.Err())
+	assert.Equal(t, [][]string{
+		{"tracks/t1/x.mp3", "hls/t1/p1/a.m4s", "hls/t1/p1/b.m4s"},
+		{"hls/t1/p1/a.m4s", "hls/t1/p1/b.m4s"},
+		{"hls/t1/"},
+	}, got)
 }
 
 func TestNextRetryBacksOff(t *testing.T) {

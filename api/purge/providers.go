@@ -57,8 +57,9 @@ type SelfHosted struct {
 	HTTP *http.Client
 }
 
-// Purge implements Client.
-func (s *SelfHosted) Purge(ctx context.Context, paths []string) error {
+// Expand implements Expander: every directory in paths becomes the
+// objects storage holds below it now.
+func (s *SelfHosted) Expand(ctx context.Context, paths []string) ([]string, error) {
 	var keys []string
 	for _, p := range paths {
 		if !strings.HasSuffix(p, "/") {
@@ -67,9 +68,18 @@ func (s *SelfHosted) Purge(ctx context.Context, paths []string) error {
 		}
 		below, err := s.List(ctx, p)
 		if err != nil {
-			return &RetryableError{fmt.Errorf("purge: selfhosted: cannot list %s: %w", p, err)}
+			return nil, &RetryableError{fmt.Errorf("purge: selfhosted: cannot list %s: %w", p, err)}
 		}
 		keys = append(keys, below...)
+	}
+	return keys, nil
+}
+
+// Purge implements Client.
+func (s *SelfHosted) Purge(ctx context.Context, paths []string) error {
+	keys, err := s.Expand(ctx, paths)
+	if err != nil {
+		return err
 	}
 	for _, k := range keys {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.URL, "/")+"/purge/"+k, nil)
