@@ -684,12 +684,20 @@ func (p *txPurger) PurgeTx(ctx context.Context, tx pgx.Tx, paths []string) error
 	return nil
 }
 
-func (p *txPurger) PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, at time.Time) error {
-	p.seen = append(p.seen, fmt.Sprintf("again in %s: %s", time.Until(at).Round(time.Minute), p.state(ctx, tx)))
-	if p.failLater {
-		return errors.New("the job queue refused the insert")
+func (p *txPurger) PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, times ...time.Time) error {
+	for _, at := range times {
+		if at.IsZero() {
+			if err := p.PurgeTx(ctx, tx, paths); err != nil {
+				return err
+			}
+			continue
+		}
+		p.seen = append(p.seen, fmt.Sprintf("again in %s: %s", time.Until(at).Round(time.Minute), p.state(ctx, tx)))
+		if p.failLater {
+			return errors.New("the job queue refused the insert")
+		}
+		p.later = append(p.later, paths...)
 	}
-	p.later = append(p.later, paths...)
 	return nil
 }
 

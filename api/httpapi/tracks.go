@@ -203,12 +203,9 @@ func (s *Server) deleteTrack(c context.Context, ctx *fasthttp.RequestCtx) {
 	}
 	queuePurge, committed := s.purges(c)
 	if tx, ok := s.purger.(purge.TxPurger); ok && s.cfg.PurgeAgainAfter > 0 {
-		now := queuePurge
+		// Now, and once no URL signed before the delete works.
 		queuePurge = func(ctx context.Context, dbtx pgx.Tx, paths []string) error {
-			if err := now(ctx, dbtx, paths); err != nil {
-				return err
-			}
-			return tx.PurgeTxAt(ctx, dbtx, paths, time.Now().Add(s.cfg.PurgeAgainAfter))
+			return tx.PurgeTxAt(ctx, dbtx, paths, time.Time{}, time.Now().Add(s.cfg.PurgeAgainAfter))
 		}
 	}
 	t, err := s.store.DeleteTrack(c, id, queuePurge)

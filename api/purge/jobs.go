@@ -101,16 +101,18 @@ func (j *Jobs) PurgeTx(ctx context.Context, tx pgx.Tx, paths []string) error {
 	return j.PurgeTxAt(ctx, tx, paths, time.Time{})
 }
 
-// PurgeTxAt implements TxPurger: the job is inserted in tx, scheduled to
-// run at at (the zero time: at once), and a failing insert fails the
-// write with it.
-func (j *Jobs) PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, at time.Time) error {
+// PurgeTxAt implements TxPurger: one job per time is inserted in tx,
+// scheduled to run then (the zero time: at once), all naming the paths
+// as expanded once, and a failing insert fails the write with it.
+func (j *Jobs) PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, times ...time.Time) error {
 	paths = j.expanded(ctx, paths)
 	if len(paths) == 0 {
 		return nil
 	}
-	if err := j.queue.InsertTx(ctx, tx, Args{Paths: paths}, &river.InsertOpts{ScheduledAt: at}); err != nil {
-		return fmt.Errorf("purge: cannot queue a purge of %v: %w", paths, err)
+	for _, at := range times {
+		if err := j.queue.InsertTx(ctx, tx, Args{Paths: paths}, &river.InsertOpts{ScheduledAt: at}); err != nil {
+			return fmt.Errorf("purge: cannot queue a purge of %v: %w", paths, err)
+		}
 	}
 	return nil
 }

@@ -215,12 +215,14 @@ func TestPurgeTxAtWaitsForItsTime(t *testing.T) {
 // For a provider that forgets objects one by one (the self-hosted edge),
 // a purge's directories are listed when it is queued: a job a delete
 // queues names the objects the delete removes right after, which the job
-// could not list when it runs. Should storage not answer, the job lists
-// them when it runs; a directory with nothing below it needs no job.
+// could not list when it runs, and its purges now and later share one
+// listing. Should storage not answer, the job lists them when it runs; a
+// directory with nothing below it needs no job.
 func TestJobsExpandWhenQueued(t *testing.T) {
 	q := newQueuedPurges(t)
-	storageDown := false
+	storageDown, lists := false, 0
 	q.jobs.expand = &SelfHosted{List: func(_ context.Context, prefix string) ([]string, error) {
+		lists++
 		if storageDown {
 			return nil, errors.New("storage is down")
 		}
@@ -235,6 +237,10 @@ func TestJobsExpandWhenQueued(t *testing.T) {
 	require.NoError(t, q.jobs.PurgeTx(ctx, tx, []string{"tracks/t1/x.mp3", "hls/t1/"}))
 	require.NoError(t, q.jobs.PurgeTxAt(ctx, tx, []string{"hls/t1/"}, time.Now().Add(time.Hour)))
 	require.NoError(t, q.jobs.PurgeTx(ctx, tx, []string{"hls/t2/"}))
+	// A delete's purges, now and later, list storage once.
+	lists = 0
+	require.NoError(t, q.jobs.PurgeTxAt(ctx, tx, []string{"tracks/t1/x.mp3", "hls/t1/"}, time.Time{}, time.Now().Add(time.Hour)))
+	assert.Equal(t, 1, lists, "listings for two purges")
 	storageDown = true
 	require.NoError(t, q.jobs.PurgeTx(ctx, tx, []string{"hls/t1/"}))
 	require.NoError(t, tx.Commit(ctx))
@@ -251,6 +257,8 @@ func TestJobsExpandWhenQueued(t *testing.T) {
 	assert.Equal(t, [][]string{
 		{"tracks/t1/x.mp3", "hls/t1/p1/a.m4s", "hls/t1/p1/b.m4s"},
 		{"hls/t1/p1/a.m4s", "hls/t1/p1/b.m4s"},
+		{"tracks/t1/x.mp3", "hls/t1/p1/a.m4s", "hls/t1/p1/b.m4s"},
+		{"tracks/t1/x.mp3", "hls/t1/p1/a.m4s", "hls/t1/p1/b.m4s"},
 		{"hls/t1/"},
 	}, got)
 }

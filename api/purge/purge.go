@@ -26,8 +26,9 @@ type Purger interface {
 type TxPurger interface {
 	Purger
 	PurgeTx(ctx context.Context, tx pgx.Tx, paths []string) error
-	// PurgeTxAt is PurgeTx for a purge that runs at at, not before.
-	PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, at time.Time) error
+	// PurgeTxAt is PurgeTx for one purge per time in times, each run
+	// then and not before (the zero time: at once).
+	PurgeTxAt(ctx context.Context, tx pgx.Tx, paths []string, times ...time.Time) error
 }
 
 // Skip is the purger for providers without a purge API (and for installs
