@@ -217,7 +217,8 @@ func TestServePurgesThroughTheJobQueue(t *testing.T) {
 func testPurgesThroughTheJobQueue(t *testing.T, separateWorker, toEdge bool) {
 	var mu sync.Mutex
 	var purged []string
-	bunny := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Bunny's purge API, or the self-hosted edge's purge endpoint.
+	purgeAPI := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		if toEdge {
 			purged = append(purged, strings.TrimPrefix(r.URL.Path, "/purge"))
@@ -226,7 +227,7 @@ func testPurgesThroughTheJobQueue(t *testing.T, separateWorker, toEdge bool) {
 		}
 		mu.Unlock()
 	}))
-	defer bunny.Close()
+	defer purgeAPI.Close()
 	dbURL := pg.NewDatabase(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -239,7 +240,7 @@ func testPurgesThroughTheJobQueue(t *testing.T, separateWorker, toEdge bool) {
 	storageDir := t.TempDir()
 	env := map[string]string{"EDGE_PURGE_URL": ""}
 	if toEdge {
-		env["EDGE_PURGE_URL"] = bunny.URL
+		env["EDGE_PURGE_URL"] = purgeAPI.URL
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -247,7 +248,7 @@ func testPurgesThroughTheJobQueue(t *testing.T, separateWorker, toEdge bool) {
 	for k, v := range map[string]string{
 		"DATABASE_URL": dbURL, "API_ADDR": addr, "STORAGE_DIR": storageDir, "AUTH_JWT_SECRET": testSecret,
 		"CDN_ENABLED": "true", "CDN_PROVIDER": "bunny", "CDN_BASE_URL": "https://z.b-cdn.net",
-		"CDN_API_KEY": "bunny-api-key", "BUNNY_API_URL": bunny.URL, "WORKER_CONCURRENCY": workers,
+		"CDN_API_KEY": "bunny-api-key", "BUNNY_API_URL": purgeAPI.URL, "WORKER_CONCURRENCY": workers,
 		"CDN_TOKEN_TTL": "10m", "CDN_TOKEN_BUCKET": "1m",
 	} {
 		t.Setenv(k, v)
