@@ -38,7 +38,9 @@ func (l sendListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return c, nil
 	}
-	return &sendConn{TCPConn: tc, raw: raw, firstChunk: l.firstChunk}, nil
+	sc := &sendConn{TCPConn: tc, raw: raw, firstChunk: l.firstChunk}
+	sc.sendHeadersFn, sc.sendFileFn = sc.sendHeaders, sc.sendFileChunks
+	return sc, nil
 }
 
 // sendConn is a TCP connection that sends file sections itself. It is
@@ -52,6 +54,18 @@ type sendConn struct {
 	// more marks the next Write as headers a sendfile body follows. It
 	// is atomic only so that a test may read it.
 	more atomic.Bool
+
+	// The system call in progress and its outcome. RawConn.Write takes
+	// a callback, and a closure over a call's own variables would be a
+	// heap allocation per response; these fields and the callbacks bound
+	// to them once per connection are not.
+	headers        []byte
+	file           int
+	offset, length int64
+	done           int64
+	err            error
+	sendHeadersFn  func(fd uintptr) bool
+	sendFileFn     func(fd uintptr) bool
 }
 
 // maxSendfileChunk is what one sendfile(2) is asked for, as Go's own
@@ -85,68 +99,78 @@ func (c *sendConn) Write(p []byte) (int, error) {
 		return c.TCPConn.Write(p)
 	}
 	c.more.Store(false)
-	var n int
-	var err error
-	rerr := c.raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, e := unix.SendmsgN(int(fd), p[n:], nil, nil, unix.MSG_MORE|unix.MSG_NOSIGNAL)
-			if m > 0 {
-				n += m
-			}
-			switch {
-			case e == unix.EAGAIN:
-				return false // wait until the socket can take more
-			case e == unix.EINTR:
-			case e != nil:
-				err = os.NewSyscallError("sendmsg", e)
-				return true
-			}
-		}
-		return true
-	})
+	c.headers, c.done, c.err = p, 0, nil
+	rerr := c.raw.Write(c.sendHeadersFn)
+	n, err := int(c.done), c.err
+	c.headers, c.err = nil, nil
 	if rerr != nil {
 		return n, rerr // the deadline, or a closed connection
 	}
 	return n, opError("write", c, err)
 }
 
+// sendHeaders is Write's RawConn callback: it reports whether it is done,
+// false to wait until the socket can take more.
+func (c *sendConn) sendHeaders(sock uintptr) bool {
+	for int(c.done) < len(c.headers) {
+		m, e := unix.SendmsgN(int(sock), c.headers[c.done:], nil, nil, unix.MSG_MORE|unix.MSG_NOSIGNAL)
+		if m > 0 {
+			c.done += int64(m)
+		}
+		switch {
+		case e == unix.EAGAIN:
+			return false
+		case e == unix.EINTR:
+		case e != nil:
+			c.err = os.NewSyscallError("sendmsg", e)
+			return true
+		}
+	}
+	return true
+}
+
 // sendFile sends length bytes of the file fd from offset with sendfile(2),
 // waiting in Go's network poller while the socket is full, within the
 // connection's write deadline.
 func (c *sendConn) sendFile(fd int, offset, length int64) (int64, error) {
-	var sent int64
-	var err error
-	rerr := c.raw.Write(func(sock uintptr) bool {
-		for length > 0 {
-			chunk := int64(maxSendfileChunk)
-			if sent == 0 {
-				chunk = c.firstChunk
-			}
-			m, e := unix.Sendfile(int(sock), fd, &offset, int(min(length, chunk)))
-			if m > 0 {
-				sent += int64(m)
-				length -= int64(m)
-			}
-			switch {
-			case e == unix.EAGAIN:
-				return false
-			case e == unix.EINTR:
-			case e != nil:
-				err = os.NewSyscallError("sendfile", e)
-				return true
-			case m == 0:
-				// The file ended early: something truncated an object
-				// that is only ever replaced by rename.
-				err = io.ErrUnexpectedEOF
-				return true
-			}
-		}
-		return true
-	})
+	c.file, c.offset, c.length, c.done, c.err = fd, offset, length, 0, nil
+	rerr := c.raw.Write(c.sendFileFn)
+	sent, err := c.done, c.err
+	c.err = nil
 	if rerr != nil {
 		return sent, rerr
 	}
 	return sent, opError("sendfile", c, err)
+}
+
+// sendFileChunks is sendFile's RawConn callback: it reports whether it
+// is done, false to wait until the socket can take more.
+func (c *sendConn) sendFileChunks(sock uintptr) bool {
+	for c.length > 0 {
+		chunk := int64(maxSendfileChunk)
+		if c.done == 0 {
+			chunk = c.firstChunk
+		}
+		m, e := unix.Sendfile(int(sock), c.file, &c.offset, int(min(c.length, chunk)))
+		if m > 0 {
+			c.done += int64(m)
+			c.length -= int64(m)
+		}
+		switch {
+		case e == unix.EAGAIN:
+			return false
+		case e == unix.EINTR:
+		case e != nil:
+			c.err = os.NewSyscallError("sendfile", e)
+			return true
+		case m == 0:
+			// The file ended early: something truncated an object
+			// that is only ever replaced by rename.
+			c.err = io.ErrUnexpectedEOF
+			return true
+		}
+	}
+	return true
 }
 
 func opError(op string, c net.Conn, err error) error {
