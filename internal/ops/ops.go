@@ -66,26 +66,51 @@ func NewRequestMetrics(set *metrics.Set, service string) *RequestMetrics {
 	return &RequestMetrics{set: set, service: service}
 }
 
-// Wrap instruments h as route. After a status has been seen once, counting
-// it allocates nothing, so the signer's hot path stays allocation-free.
+// Route is one route's instruments: its requests by status and their
+// durations.
+type Route struct {
+	m        *RequestMetrics
+	name     string
+	duration *metrics.PrometheusHistogram
+	byStatus [600]atomic.Pointer[metrics.Counter]
+}
+
+// Route registers route's duration histogram; its counters by status are
+// registered as statuses are first seen.
+func (m *RequestMetrics) Route(route string) *Route {
+	return &Route{m: m, name: route, duration: m.set.GetOrCreatePrometheusHistogram(
+		fmt.Sprintf(`playgate_%s_request_duration_seconds{route=%q}`, m.service, route))}
+}
+
+// Count counts one request answered with status. After a status has been
+// seen once, counting it allocates nothing, so the signer's hot path
+// stays allocation-free.
+func (r *Route) Count(status int) {
+	if status < 100 || status >= len(r.byStatus) {
+		status = 0
+	}
+	c := r.byStatus[status].Load()
+	if c == nil {
+		c = r.m.set.GetOrCreateCounter(fmt.Sprintf(`playgate_%s_requests_total{route=%q,status="%d"}`, r.m.service, r.name, status))
+		r.byStatus[status].Store(c)
+	}
+	c.Inc()
+}
+
+// Took records the duration of a request that started at start.
+func (r *Route) Took(start time.Time) { r.duration.UpdateDuration(start) }
+
+// Wrap instruments h as route: its requests last until h returns, which
+// is when fasthttp sends the answer h built. (A body streamed after h
+// returns is not; such a handler counts and times its own requests with
+// a Route.)
 func (m *RequestMetrics) Wrap(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
-	duration := m.set.GetOrCreatePrometheusHistogram(
-		fmt.Sprintf(`playgate_%s_request_duration_seconds{route=%q}`, m.service, route))
-	var byStatus [600]atomic.Pointer[metrics.Counter]
+	r := m.Route(route)
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
 		h(ctx)
-		duration.UpdateDuration(start)
-		status := ctx.Response.StatusCode()
-		if status < 100 || status >= len(byStatus) {
-			status = 0
-		}
-		c := byStatus[status].Load()
-		if c == nil {
-			c = m.set.GetOrCreateCounter(fmt.Sprintf(`playgate_%s_requests_total{route=%q,status="%d"}`, m.service, route, status))
-			byStatus[status].Store(c)
-		}
-		c.Inc()
+		r.Took(start)
+		r.Count(ctx.Response.StatusCode())
 	}
 }
 

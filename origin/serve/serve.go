@@ -114,6 +114,10 @@ type Server struct {
 	immutable string
 	playlist  string
 
+	// requests are timed until the last byte of the body is sent, as
+	// nginx's $request_time is, not until the handler returns: a body is
+	// streamed after it.
+	requests      *ops.Route
 	bytesServed   map[string]*metrics.Counter
 	storageTime   map[string]*metrics.PrometheusHistogram
 	rangeRequests *metrics.Counter
@@ -148,6 +152,7 @@ func New(cfg Config, backends []storage.Backend, log *slog.Logger, set *metrics.
 		playlist:      "public, max-age=" + strconv.Itoa(int(cfg.PlaylistMaxAge.Seconds())),
 		bytesServed:   map[string]*metrics.Counter{},
 		storageTime:   map[string]*metrics.PrometheusHistogram{},
+		requests:      ops.NewRequestMetrics(set, "origin").Route("object"),
 		rangeRequests: set.NewCounter("playgate_origin_range_requests_total"),
 		authFailures:  set.NewCounter("playgate_origin_auth_failures_total"),
 	}
@@ -171,14 +176,18 @@ func New(cfg Config, backends []storage.Backend, log *slog.Logger, set *metrics.
 	r.NotFound = ops.NotFound
 	r.MethodNotAllowed = ops.MethodNotAllowed
 	ops.Mount(r, set, nil)
-	objects := ops.NewRequestMetrics(set, "origin").Wrap("object", s.object)
 	s.handler = ops.Recover(log, func(ctx *fasthttp.RequestCtx) {
 		p := ctx.Path()
 		if bytes.Equal(p, []byte("/healthz")) || bytes.Equal(p, []byte("/readyz")) || bytes.Equal(p, []byte("/metrics")) {
 			r.Handler(ctx)
 			return
 		}
-		objects(ctx)
+		start := time.Now()
+		s.object(ctx, start)
+		s.requests.Count(ctx.Response.StatusCode())
+		if !ctx.Response.IsBodyStream() {
+			s.requests.Took(start)
+		} // else the body's Close does, once it is sent (sendTimer)
 	})
 	return s, nil
 }
@@ -207,7 +216,9 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 	}
 }
 
-func (s *Server) object(ctx *fasthttp.RequestCtx) {
+// object answers a request for an object that began at start. A body it
+// streams records the request's duration when fasthttp closes it.
+func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 	s.cors(ctx)
 	switch {
 	case ctx.IsOptions():
@@ -378,7 +389,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.bytesServed[b.Name()].Add(int(length))
-		body := &fileBody{lf: file}
+		body := &fileBody{lf: file, sendTimer: sendTimer{s.requests, start}}
 		if fs, ok := ctx.Conn().(fileSender); ok && length > sendfileAbove {
 			// The headers must be out of fasthttp's buffer before the
 			// body goes to the socket past it.
@@ -398,6 +409,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	s.bytesServed[b.Name()].Add(int(length))
+	body.sendTimer = sendTimer{s.requests, start}
 	ctx.Response.SetBodyStream(body, int(length))
 	body = nil // fasthttp closes it after sending
 }
@@ -589,6 +601,7 @@ type fileSender interface {
 type fileBody struct {
 	lf *storage.LocalFile
 	to fileSender // nil: copy
+	sendTimer
 }
 
 func (b *fileBody) Read(p []byte) (int, error) { return b.lf.Read(p) }
@@ -604,6 +617,7 @@ func (b *fileBody) Close() error {
 	if b.to != nil {
 		b.to.fileSent()
 	}
+	b.sent()
 	return b.lf.Close()
 }
 
@@ -611,12 +625,28 @@ func (b *fileBody) Close() error {
 type streamReader struct {
 	io.ReadCloser
 	end context.CancelFunc
+	sendTimer
 }
 
 func (r *streamReader) Close() error {
 	err := r.ReadCloser.Close()
 	r.end()
+	r.sent()
 	return err
+}
+
+// sendTimer records a streamed response's duration when fasthttp closes
+// its body: after the last byte was sent, or the sending failed.
+type sendTimer struct {
+	route *ops.Route // nil: timed by the handler (a body it closes unsent)
+	start time.Time
+}
+
+func (t *sendTimer) sent() {
+	if t.route != nil {
+		t.route.Took(t.start)
+		t.route = nil
+	}
 }
 
 // Response headers the origin sets on every answer, as names in the form

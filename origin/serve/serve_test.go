@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
 
 	"github.com/playgate/playgate/internal/ops"
 	"github.com/playgate/playgate/internal/problem"
@@ -417,6 +418,72 @@ func TestMetrics(t *testing.T) {
 	assert.Contains(t, body, `playgate_origin_local_files_total{descriptor="opened"} 1`)
 	assert.Contains(t, body, `playgate_origin_local_files_total{descriptor="kept"} 3`)
 	assert.Contains(t, body, `playgate_origin_local_kept_files 4`)
+}
+
+// A request lasts until its body is sent, as nginx's $request_time does:
+// the origin streams bodies after its handler returns, and a duration
+// that ended there would show a slow client, or a slow bucket, as a fast
+// origin.
+func TestRequestDurationCoversTheBody(t *testing.T) {
+	for name, newBackend := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			b := newBackend(t)
+			key := "hls/" + trackID + "/p1/128k/" + strings.Repeat("ab", 16) + ".m4s"
+			_, err := b.Put(ctx, key, bytes.NewReader(randomBytes(100_000)), "")
+			require.NoError(t, err)
+			set := metrics.NewSet()
+			srv, err := serve.New(serve.Config{Auth: serve.AuthNone, CORSOrigins: []string{"*"}}, []storage.Backend{b},
+				slog.New(slog.NewTextHandler(io.Discard, nil)), set)
+			require.NoError(t, err)
+			handle := func(method, path string) *fasthttp.RequestCtx {
+				var rc fasthttp.RequestCtx
+				rc.Request.Header.SetMethod(method)
+				rc.Request.SetRequestURI(path)
+				srv.Handler()(&rc)
+				return &rc
+			}
+
+			get := handle("GET", "/"+key)
+			require.Equal(t, http.StatusOK, get.Response.StatusCode())
+			require.True(t, get.Response.IsBodyStream())
+			count, _ := requestDurations(t, set)
+			assert.Zero(t, count, "timed before the body was sent")
+			const client = 100 * time.Millisecond // a slow reader
+			time.Sleep(client)
+			n, err := get.Response.WriteTo(io.Discard) // sends, then closes the body
+			require.NoError(t, err)
+			require.Greater(t, n, int64(100_000))
+			count, sum := requestDurations(t, set)
+			assert.Equal(t, 1, count)
+			assert.GreaterOrEqual(t, sum, client.Seconds())
+
+			// Answers without a streamed body are timed when built.
+			assert.Equal(t, http.StatusOK, handle("HEAD", "/"+key).Response.StatusCode())
+			assert.Equal(t, http.StatusNotFound, handle("GET", "/hls/"+trackID+"/missing.m4s").Response.StatusCode())
+			count, _ = requestDurations(t, set)
+			assert.Equal(t, 3, count)
+		})
+	}
+}
+
+// requestDurations reads the origin's request duration histogram.
+func requestDurations(t *testing.T, set *metrics.Set) (count int, sum float64) {
+	t.Helper()
+	var out bytes.Buffer
+	set.WritePrometheus(&out)
+	for line := range strings.Lines(out.String()) {
+		if v, ok := strings.CutPrefix(line, `playgate_origin_request_duration_seconds_count{route="object"} `); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			require.NoError(t, err)
+			count = n
+		}
+		if v, ok := strings.CutPrefix(line, `playgate_origin_request_duration_seconds_sum{route="object"} `); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			require.NoError(t, err)
+			sum = f
+		}
+	}
+	return count, sum
 }
 
 // countingHTTP counts the requests an S3 client sends, by method.
