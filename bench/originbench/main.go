@@ -9,7 +9,9 @@
 //
 // nginx is Debian's, run as a child with its own configuration: sendfile,
 // tcp_nopush, open_file_cache, no access log, a worker per core (-procs:
-// N workers, and GOMAXPROCS=N for the origin).
+// N workers, and GOMAXPROCS=N for the origin), each with its own
+// listening socket (reuseport), so that the connections are spread
+// evenly over them.
 //
 // Besides requests/s it prints the CPU each request cost the server, wrk
 // and the kernel's soft interrupts, and the share of the machine's CPU
