@@ -100,10 +100,10 @@ func (r *Route) Count(status int) {
 // Took records the duration of a request that started at start.
 func (r *Route) Took(start time.Time) { r.duration.UpdateDuration(start) }
 
-// Wrap instruments h as route: its requests last until h returns, which
-// is when fasthttp sends the answer h built. (A body streamed after h
-// returns is not; such a handler counts and times its own requests with
-// a Route.)
+// Wrap instruments h as route, timing each request until h returns:
+// fasthttp then sends the answer h built, all of it unless its body is a
+// stream. A handler that streams bodies counts and times its own
+// requests with a Route, as the origin does.
 func (m *RequestMetrics) Wrap(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	r := m.Route(route)
 	return func(ctx *fasthttp.RequestCtx) {
