@@ -77,7 +77,7 @@ func run(ctx context.Context) error {
 	threads := flag.Int("threads", 2, "wrk threads")
 	procs := flag.Int("procs", 0, "cores each server may use at once: nginx's worker processes and the origin's GOMAXPROCS (0: every core)")
 	pin := flag.Bool("pin", false, "run the servers on the first half of the CPUs and wrk on the rest (taskset)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the origin's runs to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each run of the origin, and of the floor (same process), to this path plus .TARGET.WORKLOAD.ROUND (workload 0: segments, 1: ranges)")
 	openFiles := flag.Int("open-files", 1000, "descriptors the origin keeps open between reads (ORIGIN_OPEN_FILES; nginx runs with open_file_cache)")
 	withFloor := flag.Bool("floor", false, "also measure the least a Go server can do with the same system calls (no HTTP library): what the origin costs beyond it is its own, and what it costs beyond nginx is Go's")
 	openFilesValid := flag.Duration("open-files-valid", time.Second, "how long the origin reuses a kept descriptor before it checks the file again (ORIGIN_OPEN_FILES_VALID; nginx's open_file_cache_valid is 60s)")
@@ -184,12 +184,15 @@ func run(ctx context.Context) error {
 		load := loadcmp.Options{Threads: *threads, Connections: *conns, Duration: *duration, Script: w.script, CPUs: wrkCPUs}
 		for r := 0; r < *rounds; r++ {
 			for _, target := range targets {
-				if target.name == "origin" && *cpuProfile != "" {
-					f, err := os.Create(fmt.Sprintf("%s.%d.%d", *cpuProfile, wi, r))
-					if err != nil {
+				var profile *os.File
+				if target.name != "nginx" && *cpuProfile != "" {
+					if profile, err = os.Create(fmt.Sprintf("%s.%s.%d.%d", *cpuProfile, target.name, wi, r)); err != nil {
 						return err
 					}
-					_ = pprof.StartCPUProfile(f)
+					if err := pprof.StartCPUProfile(profile); err != nil {
+						profile.Close()
+						return err
+					}
 				}
 				cpuBefore := cpuSeconds(pids[target.name]())
 				softBefore, idleBefore := machineSeconds()
@@ -198,8 +201,11 @@ func run(ctx context.Context) error {
 				softAfter, idleAfter := machineSeconds()
 				soft := softAfter - softBefore
 				idle := (idleAfter - idleBefore) / (float64(runtime.NumCPU()) * load.Duration.Seconds()) * 100
-				if target.name == "origin" && *cpuProfile != "" {
+				if profile != nil {
 					pprof.StopCPUProfile()
+					if err := profile.Close(); err != nil {
+						return err
+					}
 				}
 				if err != nil {
 					return err
