@@ -209,6 +209,7 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		WriteTimeout:                 time.Minute,
 		IdleTimeout:                  2 * time.Minute,
 		ErrorHandler:                 ops.ErrorHandler,
+		Logger:                       ops.FastHTTPLog(s.log),
 		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 			if h.IsPut() && strings.HasSuffix(string(h.RequestURI()), "/audio") {
 				return fasthttp.RequestConfig{ReadTimeout: s.cfg.UploadTimeout}

@@ -154,6 +154,18 @@ func ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidBody, "malformed request")
 }
 
+// FastHTTPLog makes log the destination of what fasthttp reports itself:
+// a connection turned away at the server's Concurrency limit, errors
+// accepting connections. Its default prints plain text to standard
+// error, among the services' JSON lines.
+func FastHTTPLog(log *slog.Logger) fasthttp.Logger { return fasthttpLog{log} }
+
+type fasthttpLog struct{ log *slog.Logger }
+
+func (l fasthttpLog) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...), "from", "fasthttp")
+}
+
 // Serve runs srv on addr until ctx ends, then shuts it down gracefully:
 // in-flight requests get up to grace to finish.
 func Serve(ctx context.Context, srv *fasthttp.Server, ln net.Listener, grace time.Duration) error {

@@ -323,6 +323,7 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		MaxRequestBodySize: 4 << 10, // nothing here takes a body
 		ReadBufferSize:     8 << 10,
 		ErrorHandler:       ops.ErrorHandler,
+		Logger:             ops.FastHTTPLog(s.log),
 		CloseOnShutdown:    true,
 	}
 }
