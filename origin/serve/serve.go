@@ -208,12 +208,23 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		WriteTimeout:       s.cfg.WriteTimeout,
 		IdleTimeout:        2 * time.Minute,
 		Concurrency:        s.cfg.MaxConns,
-		ErrorHandler:       ops.ErrorHandler,
+		ErrorHandler:       s.refuse,
+		Logger:             ops.FastHTTPLog(s.log),
 		CloseOnShutdown:    true,
 		// Objects are already compressed audio; playlists are gzipped by
 		// the handler itself.
 		NoDefaultContentType: true,
 	}
+}
+
+// refuse answers what fasthttp refuses before the handler runs (headers
+// beyond ReadBufferSize, a request body, a malformed request) as the
+// origin's own errors are answered: with CORS, so that a web player can
+// read why, and no-store.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, err error) {
+	s.cors(ctx)
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	ops.ErrorHandler(ctx, err)
 }
 
 // object answers a request for an object that began at start. A body it
