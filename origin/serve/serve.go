@@ -328,7 +328,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 	etag := `"` + tag + `"`
 	if isPlaylist(key) {
 		cacheControl = s.playlist
-		h.Set(fasthttp.HeaderVary, "Accept-Encoding")
+		h.Add(fasthttp.HeaderVary, "Accept-Encoding") // after cors's Origin, if it echoed one
 	}
 	h.SetCanonical(hdrAcceptRanges, valBytes)
 	h.SetCanonical(hdrCacheControl, []byte(cacheControl))

@@ -308,6 +308,12 @@ func TestCORS(t *testing.T) {
 	r = f.do(t, "GET", "/"+f.origKey, "Origin", "https://evil.example", "Range", "bytes=0-0")
 	assert.Empty(t, r.header.Get("Access-Control-Allow-Origin"))
 
+	// A playlist varies by encoding too: a CDN that keeps it must not
+	// hand one origin's answer to another.
+	r = f.do(t, "GET", "/"+f.listKey, "Origin", "https://player.example", "Accept-Encoding", "gzip")
+	assert.Equal(t, "https://player.example", r.header.Get("Access-Control-Allow-Origin"))
+	assert.ElementsMatch(t, []string{"Origin", "Accept-Encoding"}, r.header.Values("Vary"))
+
 	pre := f.do(t, "OPTIONS", "/"+f.segKey, "Origin", "https://player.example",
 		"Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "range")
 	assert.Equal(t, http.StatusNoContent, pre.status)
