@@ -206,6 +206,14 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	h(ctx)
 }
 
+// refuse answers what fasthttp refuses before the handler runs (headers
+// beyond ReadBufferSize, a body, a malformed request) with CORS, as the
+// handler's own errors are, so that a web player can read why.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, err error) {
+	s.cors(ctx)
+	ops.ErrorHandler(ctx, err)
+}
+
 // cors adds CORS headers to every answer, errors included, and reports
 // whether the request's origin is allowed.
 func (s *Server) cors(ctx *fasthttp.RequestCtx) bool {
@@ -322,7 +330,7 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		IdleTimeout:        2 * time.Minute,
 		MaxRequestBodySize: 4 << 10, // nothing here takes a body
 		ReadBufferSize:     8 << 10,
-		ErrorHandler:       ops.ErrorHandler,
+		ErrorHandler:       s.refuse,
 		Logger:             ops.FastHTTPLog(s.log),
 		CloseOnShutdown:    true,
 	}
@@ -531,7 +539,7 @@ func (s *Server) master(ctx *fasthttp.RequestCtx) {
 		out.Variants[i] = v
 	}
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "private, max-age="+strconv.FormatInt(max(r.Expires-now.Unix(), 0), 10))
-	ctx.Response.Header.Set(fasthttp.HeaderVary, "Authorization")
+	ctx.Response.Header.Add(fasthttp.HeaderVary, "Authorization")
 	ctx.SetContentType("application/vnd.apple.mpegurl")
 	ctx.SetBody(out.Encode())
 }
@@ -633,7 +641,7 @@ func (s *Server) hlsPlaylist(ctx *fasthttp.RequestCtx) {
 // writePlaylist answers a playlist whose URLs expire at expires.
 func (s *Server) writePlaylist(ctx *fasthttp.RequestCtx, body []byte, expires int64, now time.Time) {
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "private, max-age="+strconv.FormatInt(max(expires-now.Unix(), 0), 10))
-	ctx.Response.Header.Set(fasthttp.HeaderVary, "Authorization")
+	ctx.Response.Header.Add(fasthttp.HeaderVary, "Authorization")
 	ctx.SetContentType("application/vnd.apple.mpegurl")
 	ctx.SetBody(body)
 }
@@ -819,7 +827,7 @@ func (s *Server) writeRedirect(ctx *fasthttp.RequestCtx, sc *scratch, u []byte, 
 	cc := append(u, "private, max-age="...)
 	cc = strconv.AppendInt(cc, max(expires-now.Unix(), 0), 10)
 	h.SetBytesV(fasthttp.HeaderCacheControl, cc[mark:])
-	h.Set(fasthttp.HeaderVary, "Authorization")
+	h.Add(fasthttp.HeaderVary, "Authorization") // after cors's Origin, if it echoed one
 	h.SetContentType("text/html; charset=utf-8")
 	// RFC 9110 §15.4.3: a short hypertext note with a link to the target.
 	body := append(cc[:mark], `<a href="`...)

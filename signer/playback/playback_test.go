@@ -88,6 +88,7 @@ type options struct {
 	objects     storage.Backend  // where playlists are read (default: a temporary local dir)
 	signer      token.Signer     // default: bunny
 	provider    string
+	corsOrigins []string // default: *
 }
 
 // brokenSigner stands in for a CDN signer that fails at run time.
@@ -121,6 +122,9 @@ func newHarness(t testing.TB, o options) *harness {
 
 	if o.negativeTTL == 0 {
 		o.negativeTTL = time.Minute
+	}
+	if o.corsOrigins == nil {
+		o.corsOrigins = []string{"*"}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	set := metrics.NewSet()
@@ -163,7 +167,7 @@ func newHarness(t testing.TB, o options) *harness {
 	}
 	verifier, err := auth.NewVerifier(auth.Config{Secret: jwtSecret})
 	require.NoError(t, err)
-	srv, err := playback.New(playback.Config{Provider: o.provider, TokenTTL: time.Hour, TokenBucket: 5 * time.Minute, Capabilities: token.CapabilitiesOf(o.provider), CORSOrigins: []string{"*"}},
+	srv, err := playback.New(playback.Config{Provider: o.provider, TokenTTL: time.Hour, TokenBucket: 5 * time.Minute, Capabilities: token.CapabilitiesOf(o.provider), CORSOrigins: o.corsOrigins},
 		playback.Deps{Cache: cache, Signer: o.signerFor(signer), Verifier: verifier, Playlists: playlists,
 			Presign: o.presign, Log: log, Metrics: set, Ready: cache.Ready(read)})
 	require.NoError(t, err)
