@@ -121,7 +121,10 @@ func Recover(log *slog.Logger, h fasthttp.RequestHandler) fasthttp.RequestHandle
 		defer func() {
 			if p := recover(); p != nil {
 				log.Error("handler panic", "panic", fmt.Sprint(p), "path", string(ctx.Path()), "stack", string(debug.Stack()))
-				problem.Write(ctx, fasthttp.StatusInternalServerError, problem.Internal, "internal error")
+				// The handler may have begun to describe its answer (its
+				// validators, how long it may be cached): no cache may keep
+				// the error in its place.
+				problem.WriteUncacheable(ctx, fasthttp.StatusInternalServerError, problem.Internal, "internal error")
 			}
 		}()
 		h(ctx)

@@ -66,3 +66,17 @@ func Write(ctx *fasthttp.RequestCtx, status int, t Type, detail string) {
 	// fasthttp sends no body for HEAD but keeps its Content-Length.
 	ctx.SetBody(body)
 }
+
+// WriteUncacheable is Write for an answer that replaces one the handler
+// had begun to describe: it drops the validators and representation
+// headers already set, and forbids any cache to keep the problem. A CDN
+// would otherwise keep an error in place of an immutable object.
+func WriteUncacheable(ctx *fasthttp.RequestCtx, status int, t Type, detail string) {
+	h := &ctx.Response.Header
+	for _, name := range [...]string{fasthttp.HeaderETag, fasthttp.HeaderLastModified,
+		fasthttp.HeaderContentDisposition, fasthttp.HeaderContentEncoding} {
+		h.Del(name)
+	}
+	h.Set(fasthttp.HeaderCacheControl, "no-store")
+	Write(ctx, status, t, detail)
+}

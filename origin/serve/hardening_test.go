@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -124,4 +125,32 @@ func TestServerTimeouts(t *testing.T) {
 	assert.Equal(t, 15*time.Second, srv.ReadTimeout, "the request line and headers")
 	assert.Equal(t, 2*time.Minute, srv.IdleTimeout, "between requests on a kept connection")
 	assert.Equal(t, time.Minute, srv.WriteTimeout, "ORIGIN_WRITE_TIMEOUT")
+}
+
+// panickyBackend finds objects but fails reading them, in the worst way.
+type panickyBackend struct{ storage.Backend }
+
+func (panickyBackend) Name() string { return "s3" }
+
+func (panickyBackend) Open(context.Context, string, int64, int64) (io.ReadCloser, storage.Object, error) {
+	panic("a bug in the backend")
+}
+
+// A handler that fails after it has described its answer (how long to
+// cache it, its validators) answers a 500 that no CDN keeps in the
+// object's place.
+func TestPanicMidAnswerIsNotCacheable(t *testing.T) {
+	f := newOrigin(t, serve.Config{}, panickyBackend{backendsLocal(t)})
+	// A validator makes the origin describe the object (Stat) before it
+	// opens it.
+	r := f.do(t, "GET", "/"+f.origKey, "If-None-Match", `"other"`)
+	require.Equal(t, http.StatusInternalServerError, r.status, "body %s", r.body)
+	assert.Equal(t, "no-store", r.header.Get("Cache-Control"))
+	for _, name := range []string{"ETag", "Last-Modified"} {
+		assert.Empty(t, r.header.Get(name), name)
+	}
+	assert.Equal(t, "*", r.header.Get("Access-Control-Allow-Origin"), "a web player reads it")
+	var p problem.Problem
+	require.NoError(t, json.Unmarshal(r.body, &p))
+	assert.Equal(t, problem.TypeBase+string(problem.Internal), p.Type)
 }

@@ -237,7 +237,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 		return
 	case !ctx.IsGet() && !ctx.IsHead():
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD, OPTIONS")
-		s.problem(ctx, fasthttp.StatusMethodNotAllowed, problem.MethodNotAllowed, "method not allowed")
+		problem.WriteUncacheable(ctx, fasthttp.StatusMethodNotAllowed, problem.MethodNotAllowed, "method not allowed")
 		return
 	}
 
@@ -247,7 +247,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 		p, err := s.cfg.Verifier.Verify(string(ctx.RequestURI()), peer.Unmap(), time.Now())
 		if err != nil {
 			s.authFailures.Inc()
-			s.problem(ctx, fasthttp.StatusForbidden, problem.Forbidden, "missing, expired or invalid token")
+			problem.WriteUncacheable(ctx, fasthttp.StatusForbidden, problem.Forbidden, "missing, expired or invalid token")
 			return
 		}
 		rawPath = p
@@ -255,17 +255,17 @@ func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 		got := ctx.Request.Header.Peek(s.cfg.SecretHeader)
 		if subtle.ConstantTimeCompare(got, s.cfg.Secret) != 1 {
 			s.authFailures.Inc()
-			s.problem(ctx, fasthttp.StatusForbidden, problem.Forbidden, "this origin serves its CDN only")
+			problem.WriteUncacheable(ctx, fasthttp.StatusForbidden, problem.Forbidden, "this origin serves its CDN only")
 			return
 		}
 	}
 	key, err := objectKey(rawPath)
 	switch {
 	case errors.Is(err, errBadPath):
-		s.problem(ctx, fasthttp.StatusBadRequest, problem.InvalidParameter, "malformed object path")
+		problem.WriteUncacheable(ctx, fasthttp.StatusBadRequest, problem.InvalidParameter, "malformed object path")
 		return
 	case err != nil:
-		s.problem(ctx, fasthttp.StatusNotFound, problem.NotFound, "no such object")
+		problem.WriteUncacheable(ctx, fasthttp.StatusNotFound, problem.NotFound, "no such object")
 		return
 	}
 
@@ -311,12 +311,12 @@ func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 	}
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			s.problem(ctx, fasthttp.StatusNotFound, problem.NotFound, "no such object")
+			problem.WriteUncacheable(ctx, fasthttp.StatusNotFound, problem.NotFound, "no such object")
 			return
 		}
 		s.log.Error("cannot stat object", "key", key, "err", err)
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "5")
-		s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+		problem.WriteUncacheable(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
 		return
 	}
 
@@ -347,7 +347,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 			defer cancel()
 			if rc, _, err = b.Open(c, key, 0, -1); err != nil {
 				s.log.Error("cannot open playlist", "key", key, "err", err)
-				s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+				problem.WriteUncacheable(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
 				return
 			}
 			defer rc.Close()
@@ -362,7 +362,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 		ctx.SetStatusCode(fasthttp.StatusNotModified)
 		return
 	case failed:
-		s.problem(ctx, fasthttp.StatusPreconditionFailed, problem.PreconditionFailed, "precondition failed")
+		problem.WriteUncacheable(ctx, fasthttp.StatusPreconditionFailed, problem.PreconditionFailed, "precondition failed")
 		return
 	case ignoreRange:
 		rangeHeader = ""
@@ -376,7 +376,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 		ranges, err := parseRange(rangeHeader, obj.Size)
 		if errors.Is(err, errUnsatisfiable) {
 			h.Set(fasthttp.HeaderContentRange, "bytes */"+strconv.FormatInt(obj.Size, 10))
-			s.problem(ctx, fasthttp.StatusRequestedRangeNotSatisfiable, problem.RangeNotSatisfiable, "range not satisfiable")
+			problem.WriteUncacheable(ctx, fasthttp.StatusRequestedRangeNotSatisfiable, problem.RangeNotSatisfiable, "range not satisfiable")
 			return
 		}
 		if len(ranges) > 0 {
@@ -396,7 +396,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 	if file != nil {
 		if err := file.Narrow(offset, length); err != nil {
 			s.log.Error("cannot read object", "key", key, "err", err)
-			s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+			problem.WriteUncacheable(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
 			return
 		}
 		s.bytesServed[b.Name()].Add(int(length))
@@ -415,7 +415,7 @@ func (s *Server) object(ctx *fasthttp.RequestCtx, start time.Time) {
 	if body == nil {
 		if body, _, err = s.openRemote(b, key, offset, length); err != nil {
 			s.log.Error("cannot open object", "key", key, "err", err)
-			s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+			problem.WriteUncacheable(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
 			return
 		}
 	}
@@ -510,7 +510,7 @@ func (s *Server) gzipPlaylist(ctx *fasthttp.RequestCtx, rc io.Reader, b storage.
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	if _, err := io.Copy(zw, io.LimitReader(rc, maxPlaylistBytes)); err != nil {
-		s.problem(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
+		problem.WriteUncacheable(ctx, fasthttp.StatusServiceUnavailable, problem.Unavailable, "storage is unavailable")
 		return
 	}
 	zw.Close()
@@ -571,17 +571,6 @@ func (s *Server) preflight(ctx *fasthttp.RequestCtx) {
 	h.Set(fasthttp.HeaderAccessControlAllowHeaders, "Range, If-None-Match, If-Modified-Since, If-Range")
 	h.Set(fasthttp.HeaderAccessControlMaxAge, "86400")
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
-}
-
-// problem answers an error that no cache may keep: a CDN must never pin
-// a miss or a refusal.
-func (s *Server) problem(ctx *fasthttp.RequestCtx, status int, t problem.Type, detail string) {
-	h := &ctx.Response.Header
-	h.Del(fasthttp.HeaderETag)
-	h.Del(fasthttp.HeaderLastModified)
-	h.Del(fasthttp.HeaderContentDisposition)
-	h.Set(fasthttp.HeaderCacheControl, "no-store")
-	problem.Write(ctx, status, t, detail)
 }
 
 // sendfileAbove is the body size above which a local file is sent with
