@@ -35,16 +35,15 @@ type floorFile struct {
 
 // startFloor serves the files below dir on a loopback port until stop.
 func startFloor(dir string) (addr string, stop func(), err error) {
-	root, err := os.OpenRoot(dir)
+	s, err := newFloorServer(dir)
 	if err != nil {
 		return "", nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		root.Close()
+		s.close()
 		return "", nil, err
 	}
-	s := &floorServer{root: root, files: map[string]floorFile{}}
 	var serving sync.WaitGroup
 	var connsMu sync.Mutex
 	conns := map[net.Conn]struct{}{}
@@ -73,11 +72,25 @@ func startFloor(dir string) (addr string, stop func(), err error) {
 		}
 		connsMu.Unlock()
 		serving.Wait() // no sendfile is using a descriptor any more
-		for _, f := range s.files {
-			unix.Close(f.fd)
-		}
-		root.Close()
+		s.close()
 	}, nil
+}
+
+// newFloorServer serves the files below dir.
+func newFloorServer(dir string) (*floorServer, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &floorServer{root: root, files: map[string]floorFile{}}, nil
+}
+
+// close closes the files kept open, once nothing sends from them.
+func (s *floorServer) close() {
+	for _, f := range s.files {
+		unix.Close(f.fd)
+	}
+	s.root.Close()
 }
 
 func (s *floorServer) open(path string) (floorFile, error) {
@@ -118,26 +131,13 @@ func (s *floorServer) serve(c *net.TCPConn) {
 		}
 		f, err := s.open(path)
 		if err != nil { // missing, or outside the root
-			if _, err := c.Write([]byte("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")); err != nil {
+			if _, err := c.Write(floorNotFound); err != nil {
 				return
 			}
 			continue
 		}
-		offset, length := int64(0), f.size
-		headers = append(headers[:0], "HTTP/1.1 200 OK\r\n"...)
-		if first, last, ok := parseFloorRange(rangeSpec, f.size); ok {
-			offset, length = first, last-first+1
-			headers = append(headers[:0], "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes "...)
-			headers = strconv.AppendInt(headers, first, 10)
-			headers = append(headers, '-')
-			headers = strconv.AppendInt(headers, last, 10)
-			headers = append(headers, '/')
-			headers = strconv.AppendInt(headers, f.size, 10)
-			headers = append(headers, "\r\n"...)
-		}
-		headers = append(headers, "Server: floor\r\nContent-Type: application/octet-stream\r\nAccept-Ranges: bytes\r\nContent-Length: "...)
-		headers = strconv.AppendInt(headers, length, 10)
-		headers = append(headers, "\r\n\r\n"...)
+		var offset, length int64
+		headers, offset, length = appendFloorHead(headers[:0], f, rangeSpec)
 		if !sendFloor(raw, headers, f.fd, offset, length) {
 			return
 		}
@@ -150,11 +150,9 @@ func readRequest(br *bufio.Reader) (path, rangeSpec string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	fields := bytes.Fields(line)
-	if len(fields) != 3 {
-		return "", "", errors.New("malformed request line")
+	if path, err = requestPath(line); err != nil {
+		return "", "", err
 	}
-	path = string(fields[1])
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -163,10 +161,52 @@ func readRequest(br *bufio.Reader) (path, rangeSpec string, err error) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			return path, rangeSpec, nil
 		}
-		if name, value, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(string(name), "Range") {
-			rangeSpec = string(bytes.TrimSpace(value))
+		if value, ok := rangeValue(line); ok {
+			rangeSpec = value
 		}
 	}
+}
+
+// requestPath is the target of a request line.
+func requestPath(line []byte) (string, error) {
+	fields := bytes.Fields(line)
+	if len(fields) != 3 {
+		return "", errors.New("malformed request line")
+	}
+	return string(fields[1]), nil
+}
+
+// rangeValue is the value of a header line if it is Range.
+func rangeValue(line []byte) (string, bool) {
+	name, value, ok := bytes.Cut(line, []byte(":"))
+	if !ok || !strings.EqualFold(string(name), "Range") {
+		return "", false
+	}
+	return string(bytes.TrimSpace(value)), true
+}
+
+// floorNotFound answers a file the floor does not have.
+var floorNotFound = []byte("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+// appendFloorHead appends the head of the answer to a request for f with
+// rangeSpec, and returns the section of f its body is.
+func appendFloorHead(dst []byte, f floorFile, rangeSpec string) (head []byte, offset, length int64) {
+	offset, length = 0, f.size
+	if first, last, ok := parseFloorRange(rangeSpec, f.size); ok {
+		offset, length = first, last-first+1
+		dst = append(dst, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes "...)
+		dst = strconv.AppendInt(dst, first, 10)
+		dst = append(dst, '-')
+		dst = strconv.AppendInt(dst, last, 10)
+		dst = append(dst, '/')
+		dst = strconv.AppendInt(dst, f.size, 10)
+		dst = append(dst, "\r\n"...)
+	} else {
+		dst = append(dst, "HTTP/1.1 200 OK\r\n"...)
+	}
+	dst = append(dst, "Server: floor\r\nContent-Type: application/octet-stream\r\nAccept-Ranges: bytes\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, length, 10)
+	return append(dst, "\r\n\r\n"...), offset, length
 }
 
 // parseFloorRange understands the one form the range workload sends,

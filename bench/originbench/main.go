@@ -5,7 +5,7 @@
 // Two workloads: ~100 KB HLS segments (50 of them, cycled), and 1 MiB
 // ranges of a 10 MiB original at random 1 MiB boundaries.
 //
-//	go run ./bench/originbench [-rounds 7] [-duration 5s] [-connections 64] [-procs N] [-pin] [-floor]
+//	go run ./bench/originbench [-rounds 7] [-duration 5s] [-connections 64] [-procs N] [-pin] [-floor] [-event-loops]
 //
 // nginx is Debian's, run as a child with its own configuration: sendfile,
 // tcp_nopush, open_file_cache, no access log, a worker per core (-procs:
@@ -24,7 +24,9 @@
 // -floor adds a third server: the least Go can do with the same system
 // calls, no HTTP library (floor.go). The origin's ratio to it is what the
 // origin itself costs; its ratio to nginx is what Go's runtime costs on
-// the machine.
+// the machine. -event-loops adds the floor's work done as nginx does it,
+// an event loop per core with no goroutine per connection (loops.go):
+// whether another design in Go would do better than the floor.
 package main
 
 import (
@@ -81,6 +83,7 @@ func run(ctx context.Context) error {
 	openFiles := flag.Int("open-files", 1000, "descriptors the origin keeps open between reads (ORIGIN_OPEN_FILES; nginx runs with open_file_cache)")
 	withFloor := flag.Bool("floor", false, "also measure the least a Go server can do with the same system calls (no HTTP library): what the origin costs beyond it is its own, and what it costs beyond nginx is Go's")
 	openFilesValid := flag.Duration("open-files-valid", time.Second, "how long the origin reuses a kept descriptor before it checks the file again (ORIGIN_OPEN_FILES_VALID; nginx's open_file_cache_valid is 60s)")
+	withLoops := flag.Bool("event-loops", false, "also measure the floor's work done as nginx does it: an event loop per core (GOMAXPROCS of them), each with its own listening socket and epoll instance, no goroutine per connection")
 	flag.Parse()
 	if err := loadcmp.Check(); err != nil {
 		return err
@@ -128,6 +131,14 @@ func run(ctx context.Context) error {
 		defer stopFloor()
 		targets = append(targets, struct{ name, addr string }{"floor", floorAddr})
 	}
+	if *withLoops {
+		loopsAddr, stopLoops, err := startLoops(root, runtime.GOMAXPROCS(0))
+		if err != nil {
+			return err
+		}
+		defer stopLoops()
+		targets = append(targets, struct{ name, addr string }{"loops", loopsAddr})
+	}
 	var serverCPUs, wrkCPUs string
 	if *pin {
 		n := runtime.NumCPU()
@@ -161,6 +172,7 @@ func run(ctx context.Context) error {
 		"nginx":  func() []int { return append([]int{nginxPID}, childPIDs(nginxPID)...) },
 		"origin": func() []int { return []int{os.Getpid()} },
 		"floor":  func() []int { return []int{os.Getpid()} },
+		"loops":  func() []int { return []int{os.Getpid()} },
 	}
 
 	segScript, err := loadcmp.Script(segmentsLua(objects.Segments))
@@ -243,6 +255,15 @@ func run(ctx context.Context) error {
 			f := loadcmp.Median(results["floor"])
 			fmt.Printf("  floor  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f  idle %4.1f%%  (origin/floor %.2f, floor/nginx %.2f)\n",
 				f.RPS, f.P99, medianOf(cpuPerReq["floor"]), medianOf(wrkPerReq["floor"]), medianOf(idleShare["floor"]), o.RPS/f.RPS, f.RPS/n.RPS)
+		}
+		if *withLoops {
+			l := loadcmp.Median(results["loops"])
+			fmt.Printf("  loops  %9.0f req/s  p99 %-8s server CPU %5.1f µs/req  wrk %5.1f  idle %4.1f%%  (loops/nginx %.2f",
+				l.RPS, l.P99, medianOf(cpuPerReq["loops"]), medianOf(wrkPerReq["loops"]), medianOf(idleShare["loops"]), l.RPS/n.RPS)
+			if *withFloor {
+				fmt.Printf(", loops/floor %.2f", l.RPS/loadcmp.Median(results["floor"]).RPS)
+			}
+			fmt.Println(")")
 		}
 		fmt.Println()
 	}
