@@ -92,6 +92,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics.Set
 	handler  fasthttp.RequestHandler
+	refuse   func(*fasthttp.RequestCtx, error) // the server's ErrorHandler
 
 	uploadSlots chan struct{} // one per upload in progress
 
@@ -150,6 +151,7 @@ func (s *Server) routes() fasthttp.RequestHandler {
 	r.NotFound = ops.NotFound
 	r.MethodNotAllowed = ops.MethodNotAllowed
 	rm := ops.NewRequestMetrics(s.metrics, "api")
+	s.refuse = rm.Refusals(nil)
 	handle := func(method, path string, h handler) {
 		timeout := requestTimeout
 		if path == "/v1/tracks/{id}/audio" {
@@ -208,7 +210,7 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		ReadTimeout:                  s.cfg.ReadTimeout,
 		WriteTimeout:                 time.Minute,
 		IdleTimeout:                  2 * time.Minute,
-		ErrorHandler:                 ops.ErrorHandler,
+		ErrorHandler:                 s.refuse,
 		Logger:                       ops.FastHTTPLog(s.log),
 		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 			if h.IsPut() && strings.HasSuffix(string(h.RequestURI()), "/audio") {

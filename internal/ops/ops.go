@@ -157,6 +157,23 @@ func ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	problem.Write(ctx, fasthttp.StatusBadRequest, problem.InvalidBody, "malformed request")
 }
 
+// Refusals is a server's ErrorHandler: it answers what fasthttp refuses
+// before any route sees a request (headers beyond the read buffer, a
+// body beyond the limit, a malformed request) as ErrorHandler does, after
+// decorate has added what the service's other answers carry (nil:
+// nothing), and counts the answer as route "refused". Refusals are not
+// timed: fasthttp stamps a request's time only once its head is read.
+func (m *RequestMetrics) Refusals(decorate fasthttp.RequestHandler) func(*fasthttp.RequestCtx, error) {
+	refused := &Route{m: m, name: "refused"}
+	return func(ctx *fasthttp.RequestCtx, err error) {
+		if decorate != nil {
+			decorate(ctx)
+		}
+		ErrorHandler(ctx, err)
+		refused.Count(ctx.Response.StatusCode())
+	}
+}
+
 // FastHTTPLog makes log the destination of what fasthttp reports itself:
 // a connection turned away at the server's Concurrency limit, errors
 // accepting connections. Its default prints plain text to standard

@@ -77,6 +77,14 @@ func TestRequestBounds(t *testing.T) {
 		resp := exchange(t, addr, "GET /"+f.segKey+" HTTP/1.1\r\nHost: origin.test\r\nContent-Length: x\r\n\r\n")
 		requireProblem(t, resp, http.StatusBadRequest, problem.InvalidBody)
 	})
+
+	// An operator sees them: counted as route "refused", not timed.
+	var out strings.Builder
+	f.metrics.WritePrometheus(&out)
+	for _, status := range []string{"431", "413", "400"} {
+		assert.Contains(t, out.String(), `playgate_origin_requests_total{route="refused",status="`+status+`"} 1`+"\n")
+	}
+	assert.NotContains(t, out.String(), `route="refused"} `, "no duration")
 }
 
 // ORIGIN_MAX_CONNS: a connection beyond the limit is answered 503 and

@@ -110,6 +110,7 @@ type Server struct {
 	backends  []storage.Backend // tried in order on not-found
 	log       *slog.Logger
 	handler   fasthttp.RequestHandler
+	refuse    func(*fasthttp.RequestCtx, error) // the server's ErrorHandler
 	corsAny   bool
 	immutable string
 	playlist  string
@@ -152,10 +153,18 @@ func New(cfg Config, backends []storage.Backend, log *slog.Logger, set *metrics.
 		playlist:      "public, max-age=" + strconv.Itoa(int(cfg.PlaylistMaxAge.Seconds())),
 		bytesServed:   map[string]*metrics.Counter{},
 		storageTime:   map[string]*metrics.PrometheusHistogram{},
-		requests:      ops.NewRequestMetrics(set, "origin").Route("object"),
 		rangeRequests: set.NewCounter("playgate_origin_range_requests_total"),
 		authFailures:  set.NewCounter("playgate_origin_auth_failures_total"),
 	}
+	rm := ops.NewRequestMetrics(set, "origin")
+	s.requests = rm.Route("object")
+	// What fasthttp refuses before the handler runs is answered as the
+	// origin's own errors are: with CORS, so that a web player can read
+	// why, and no-store.
+	s.refuse = rm.Refusals(func(ctx *fasthttp.RequestCtx) {
+		s.cors(ctx)
+		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	})
 	for _, b := range backends {
 		s.bytesServed[b.Name()] = set.GetOrCreateCounter(fmt.Sprintf(`playgate_origin_served_bytes_total{backend=%q}`, b.Name()))
 		s.storageTime[b.Name()] = set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`playgate_origin_storage_duration_seconds{backend=%q}`, b.Name()))
@@ -215,16 +224,6 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		// the handler itself.
 		NoDefaultContentType: true,
 	}
-}
-
-// refuse answers what fasthttp refuses before the handler runs (headers
-// beyond ReadBufferSize, a request body, a malformed request) as the
-// origin's own errors are answered: with CORS, so that a web player can
-// read why, and no-store.
-func (s *Server) refuse(ctx *fasthttp.RequestCtx, err error) {
-	s.cors(ctx)
-	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
-	ops.ErrorHandler(ctx, err)
 }
 
 // object answers a request for an object that began at start. A body it

@@ -36,6 +36,10 @@ func TestCORSOnEveryAnswer(t *testing.T) {
 			assert.Equal(t, "*", r.header.Get("Access-Control-Allow-Origin"))
 		})
 	}
+	var out strings.Builder
+	h.metrics.WritePrometheus(&out)
+	assert.Contains(t, out.String(), `playgate_signer_requests_total{route="refused",status="431"} 1`+"\n",
+		"what fasthttp refuses is counted")
 }
 
 // A preflight (an Authorization header, a Range) is answered without

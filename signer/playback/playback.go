@@ -75,6 +75,7 @@ type Server struct {
 	verifier *auth.Verifier
 	log      *slog.Logger
 	handler  fasthttp.RequestHandler
+	refuse   func(*fasthttp.RequestCtx, error) // the server's ErrorHandler
 	now      func() time.Time
 
 	scratch    sync.Pool // of *scratch
@@ -155,6 +156,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 1024)} }
 
 	rm := ops.NewRequestMetrics(set, "signer")
+	// What fasthttp refuses before a handler runs carries CORS, as the
+	// handlers' own errors do, so that a web player can read why.
+	s.refuse = rm.Refusals(func(ctx *fasthttp.RequestCtx) { s.cors(ctx) })
 	s.routes = map[string]fasthttp.RequestHandler{
 		"stream":      rm.Wrap("/v1/tracks/{id}/stream", s.stream),
 		"hls":         rm.Wrap("/v1/tracks/{id}/hls", s.hls),
@@ -204,14 +208,6 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	h(ctx)
-}
-
-// refuse answers what fasthttp refuses before the handler runs (headers
-// beyond ReadBufferSize, a body, a malformed request) with CORS, as the
-// handler's own errors are, so that a web player can read why.
-func (s *Server) refuse(ctx *fasthttp.RequestCtx, err error) {
-	s.cors(ctx)
-	ops.ErrorHandler(ctx, err)
 }
 
 // cors adds CORS headers to every answer, errors included, and reports
