@@ -142,9 +142,9 @@ func MethodNotAllowed(ctx *fasthttp.RequestCtx) {
 	problem.Write(ctx, fasthttp.StatusMethodNotAllowed, problem.MethodNotAllowed, "method not allowed")
 }
 
-// ErrorHandler answers requests fasthttp could not parse (oversized or
+// answerRefusal answers requests fasthttp could not parse (oversized or
 // malformed) with a problem instead of its plain-text default.
-func ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+func answerRefusal(ctx *fasthttp.RequestCtx, err error) {
 	switch err.(type) {
 	case *fasthttp.ErrSmallBuffer:
 		problem.Write(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, problem.TooLarge, "request headers too large")
@@ -159,7 +159,7 @@ func ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 
 // Refusals is a server's ErrorHandler: it answers what fasthttp refuses
 // before any route sees a request (headers beyond the read buffer, a
-// body beyond the limit, a malformed request) as ErrorHandler does, after
+// body beyond the limit, a malformed request) with a problem, after
 // decorate has added what the service's other answers carry (nil:
 // nothing), and counts the answer as route "refused". Refusals are not
 // timed: fasthttp stamps a request's time only once its head is read.
@@ -169,7 +169,7 @@ func (m *RequestMetrics) Refusals(decorate fasthttp.RequestHandler) func(*fastht
 		if decorate != nil {
 			decorate(ctx)
 		}
-		ErrorHandler(ctx, err)
+		answerRefusal(ctx, err)
 		refused.Count(ctx.Response.StatusCode())
 	}
 }
