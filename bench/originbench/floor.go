@@ -231,35 +231,60 @@ const firstSendfileChunk = 64 << 10
 // sendFloor sends the headers with MSG_MORE and length bytes of fd from
 // offset with sendfile, waiting in Go's poller when the socket is full.
 func sendFloor(raw syscall.RawConn, headers []byte, fd int, offset, length int64) bool {
+	answer := floorAnswer{pending: headers, file: fd, offset: offset, remaining: length}
 	failed := false
 	err := raw.Write(func(sock uintptr) bool {
-		for len(headers) > 0 {
-			n, err := unix.SendmsgN(int(sock), headers, nil, nil, unix.MSG_MORE|unix.MSG_NOSIGNAL)
-			headers = headers[max(n, 0):]
-			switch {
-			case err == unix.EAGAIN:
-				return false
-			case err != nil && err != unix.EINTR:
-				failed = true
-				return true
-			}
-		}
-		for sent := false; length > 0; sent = true {
-			chunk := length
-			if !sent {
-				chunk = min(length, firstSendfileChunk)
-			}
-			n, err := unix.Sendfile(int(sock), fd, &offset, int(chunk))
-			length -= int64(max(n, 0))
-			switch {
-			case err == unix.EAGAIN:
-				return false
-			case err != nil && err != unix.EINTR, err == nil && n == 0:
-				failed = true
-				return true
-			}
-		}
-		return true
+		done, ok := answer.send(int(sock))
+		failed = !ok
+		return done || !ok
 	})
 	return err == nil && !failed
+}
+
+// floorAnswer is what is still to be sent of an answer: its head, then a
+// section of a file.
+type floorAnswer struct {
+	pending           []byte
+	file              int
+	offset, remaining int64
+	bodyBegun         bool
+}
+
+// send sends what the socket sock takes of the answer, as the origin
+// does: the head with MSG_MORE, then the body with sendfile(2), the
+// first call of a body stopping at firstSendfileChunk. It reports whether
+// all is sent, and whether the connection is still good.
+func (a *floorAnswer) send(sock int) (done, ok bool) {
+	flags := unix.MSG_NOSIGNAL
+	if a.remaining > 0 {
+		flags |= unix.MSG_MORE
+	}
+	for len(a.pending) > 0 {
+		n, err := unix.SendmsgN(sock, a.pending, nil, nil, flags)
+		a.pending = a.pending[max(n, 0):]
+		switch {
+		case err == unix.EAGAIN:
+			return false, true
+		case err != nil && err != unix.EINTR:
+			return false, false
+		}
+	}
+	for a.remaining > 0 {
+		chunk := a.remaining
+		if !a.bodyBegun {
+			chunk = min(chunk, firstSendfileChunk)
+		}
+		n, err := unix.Sendfile(sock, a.file, &a.offset, int(chunk))
+		if n > 0 {
+			a.remaining -= int64(n)
+			a.bodyBegun = true
+		}
+		switch {
+		case err == unix.EAGAIN:
+			return false, true
+		case err != nil && err != unix.EINTR, err == nil && n == 0:
+			return false, false
+		}
+	}
+	return true, true
 }

@@ -178,17 +178,12 @@ func serveLoop(s *floorServer, lfd, wake int) error {
 
 // loopConn is a connection an event loop serves.
 type loopConn struct {
-	fd  int
-	in  [4 << 10]byte // what has arrived of the next request heads
-	n   int
-	out []byte // the answer's head
-	// What is still to be sent of the answer: its head, then a section of
-	// a file.
-	pending           []byte
-	file              int
-	offset, remaining int64
-	bodyBegun         bool
-	writing           bool // waiting for the socket to take more
+	fd      int
+	in      [4 << 10]byte // what has arrived of the next request heads
+	n       int
+	out     []byte // the answer's head
+	answer  floorAnswer
+	writing bool // waiting for the socket to take more
 }
 
 var endOfHead = []byte("\r\n\r\n")
@@ -198,7 +193,7 @@ var endOfHead = []byte("\r\n\r\n")
 // connection stays open; writing says whether it waits to send more.
 func (c *loopConn) ready(s *floorServer) bool {
 	if c.writing {
-		done, ok := c.send()
+		done, ok := c.answer.send(c.fd)
 		if !ok || !done {
 			return ok
 		}
@@ -224,13 +219,14 @@ func (c *loopConn) ready(s *floorServer) bool {
 			return false
 		}
 		if f, err := s.open(path); err != nil { // missing, or outside the root
-			c.out, c.remaining = append(c.out[:0], floorNotFound...), 0
+			c.out = append(c.out[:0], floorNotFound...)
+			c.answer = floorAnswer{pending: c.out}
 		} else {
-			c.out, c.offset, c.remaining = appendFloorHead(c.out[:0], f, rangeSpec)
-			c.file = f.fd
+			var offset, length int64
+			c.out, offset, length = appendFloorHead(c.out[:0], f, rangeSpec)
+			c.answer = floorAnswer{pending: c.out, file: f.fd, offset: offset, remaining: length}
 		}
-		c.pending, c.bodyBegun = c.out, false
-		done, ok := c.send()
+		done, ok := c.answer.send(c.fd)
 		if !ok {
 			return false
 		}
@@ -254,42 +250,4 @@ func parseHead(head []byte) (path, rangeSpec string, err error) {
 		}
 	}
 	return path, rangeSpec, nil
-}
-
-// send sends what it can of the answer, as the floor does: the head with
-// MSG_MORE, then the body with sendfile(2). It reports whether all is
-// sent, and whether the connection is still good.
-func (c *loopConn) send() (done, ok bool) {
-	flags := unix.MSG_NOSIGNAL
-	if c.remaining > 0 {
-		flags |= unix.MSG_MORE
-	}
-	for len(c.pending) > 0 {
-		n, err := unix.SendmsgN(c.fd, c.pending, nil, nil, flags)
-		c.pending = c.pending[max(n, 0):]
-		switch {
-		case err == unix.EAGAIN:
-			return false, true
-		case err != nil && err != unix.EINTR:
-			return false, false
-		}
-	}
-	for c.remaining > 0 {
-		chunk := c.remaining
-		if !c.bodyBegun {
-			chunk = min(chunk, firstSendfileChunk)
-		}
-		n, err := unix.Sendfile(c.fd, c.file, &c.offset, int(chunk))
-		if n > 0 {
-			c.remaining -= int64(n)
-			c.bodyBegun = true
-		}
-		switch {
-		case err == unix.EAGAIN:
-			return false, true
-		case err != nil && err != unix.EINTR, err == nil && n == 0:
-			return false, false
-		}
-	}
-	return true, true
 }

@@ -79,7 +79,7 @@ func run(ctx context.Context) error {
 	threads := flag.Int("threads", 2, "wrk threads")
 	procs := flag.Int("procs", 0, "cores each server may use at once: nginx's worker processes and the origin's GOMAXPROCS (0: every core)")
 	pin := flag.Bool("pin", false, "run the servers on the first half of the CPUs and wrk on the rest (taskset)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each run of the origin, and of the floor (same process), to this path plus .TARGET.WORKLOAD.ROUND (workload 0: segments, 1: ranges)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of each run of the origin, and of the floor and event loops (same process), to this path plus .TARGET.WORKLOAD.ROUND (workload 0: segments, 1: ranges)")
 	openFiles := flag.Int("open-files", 1000, "descriptors the origin keeps open between reads (ORIGIN_OPEN_FILES; nginx runs with open_file_cache)")
 	withFloor := flag.Bool("floor", false, "also measure the least a Go server can do with the same system calls (no HTTP library): what the origin costs beyond it is its own, and what it costs beyond nginx is Go's")
 	openFilesValid := flag.Duration("open-files-valid", time.Second, "how long the origin reuses a kept descriptor before it checks the file again (ORIGIN_OPEN_FILES_VALID; nginx's open_file_cache_valid is 60s)")
